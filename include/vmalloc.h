@@ -1,0 +1,143 @@
+/*
+ * vmalloc.h — the public interface of vmalloc: regions of memory, each with a
+ * discipline (where raw memory comes from) and a method (how blocks are carved
+ * out of it), after K.-P. Vo, "Vmalloc: A General and Efficient Memory
+ * Allocator", Software—Practice and Experience 26(3), 1996.
+ *
+ * Names and signatures are the paper's, so its Figures 1-3 compile unchanged.
+ * Every function accepts a NULL region and answers with an error (-1/NULL and
+ * errno), never a crash; vmstat(NULL, ...) and vmwalk(NULL, ...) mean "all".
+ */
+#ifndef VMALLOC_H
+#define VMALLOC_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define VMALLOC_VERSION "0.1.0"
+
+typedef struct _vmalloc_s Vmalloc_t; /* a region (opaque) */
+typedef struct _vmethod_s Vmethod_t; /* a method (opaque) */
+typedef struct _vmdisc_s Vmdisc_t;   /* a discipline (public; extend by embedding) */
+typedef struct _vmstat_s Vmstat_t;
+
+/* Get, resize in place, or release a segment (contract below). */
+typedef void* (*Vmemory_f)(Vmalloc_t* vm, void* addr, size_t csz, size_t nsz, Vmdisc_t* disc);
+/* Announce an event (VM_OPEN ...); the meaning of the return depends on it. */
+typedef int (*Vmexcept_f)(Vmalloc_t* vm, int type, void* obj, Vmdisc_t* disc);
+
+/*
+ * Discipline contract (paper §2.2). memoryf(vm, addr, csz, nsz, disc), with at
+ * most one of csz and nsz zero:
+ *   csz == 0            return a new segment of nsz bytes, or NULL;
+ *   nsz == 0            release the segment at addr of csz bytes; return addr
+ *                       on success, NULL on failure;
+ *   both non-zero       resize the segment at addr from csz to nsz bytes
+ *                       WITHOUT moving it; return addr, or NULL if it cannot.
+ * Sizes are multiples of round (0: the page size). Segments need not be
+ * aligned to anything. A discipline is extended by making Vmdisc_t the first
+ * member of a larger struct (paper Figure 3).
+ */
+struct _vmdisc_s {
+    Vmemory_f memoryf;  /* get, grow/shrink in place, or release a segment */
+    Vmexcept_f exceptf; /* announce events; may be NULL */
+    size_t round;       /* segment sizes are multiples of this; 0: the page size */
+};
+
+struct _vmstat_s {
+    size_t n_busy, s_busy; /* busy blocks: count, usable bytes */
+    size_t n_free, s_free; /* free blocks: count, bytes */
+    size_t m_busy, m_free; /* largest busy block, largest free block */
+    size_t max_busy;       /* peak of s_busy since vmopen or the last vmclear */
+    size_t n_seg;          /* segments held from the discipline */
+    size_t extent;         /* bytes of those segments: the arena */
+    int mode;              /* the region's method (VM_MT*) and flags */
+};
+
+/* Methods. Vmdebug and Vmprofile arrive with their own issue; until then they
+ * are NULL and vmopen() refuses them with EINVAL. */
+extern Vmethod_t *Vmbest, *Vmpool, *Vmlast, *Vmdebug, *Vmprofile;
+
+/* Disciplines. */
+extern Vmdisc_t* Vmdcsystem; /* anonymous mmap: the default raw memory */
+extern Vmdisc_t* Vmdcsbrk;   /* sbrk(), as in the paper */
+extern Vmdisc_t* Vmdcheap;   /* memory from the Vmheap region */
+
+extern Vmalloc_t* Vmheap;   /* Vmbest over Vmdcsystem; never closed */
+extern Vmalloc_t* Vmregion; /* where malloc() and friends go; Vmheap unless set */
+
+/* Flags for vmopen() and vmset(). */
+#define VM_TRUST 0x0001   /* no locking, no address validation: caller guarantees correct use */
+#define VM_TRACE 0x0002   /* write a trace line per call to the vmtrace() descriptor */
+#define VM_DBCHECK 0x0004 /* Vmdebug: check the whole region at every call */
+#define VM_DBABORT 0x0008 /* Vmdebug: abort on the first error */
+#define VM_FLAGS (VM_TRUST | VM_TRACE | VM_DBCHECK | VM_DBABORT)
+
+/* The method part of Vmstat_t.mode. */
+#define VM_MTBEST 0x0100
+#define VM_MTPOOL 0x0200
+#define VM_MTLAST 0x0400
+#define VM_MTDEBUG 0x0800
+#define VM_MTPROFILE 0x1000
+#define VM_METHODS (VM_MTBEST | VM_MTPOOL | VM_MTLAST | VM_MTDEBUG | VM_MTPROFILE)
+
+/* Types for vmresize(). Type 0 resizes in place or fails, leaving the block as
+ * it was. VM_RSCOPY implies VM_RSMOVE, so the paper's vmresize(vm,b,n,1) of
+ * Figure 1 is a realloc(). */
+#define VM_RSCOPY 0x0001  /* may move; the content is copied */
+#define VM_RSMOVE 0x0002  /* may move; the content need not be kept */
+#define VM_RSCLEAR 0x0004 /* space beyond the old size is zeroed */
+#define VM_RSZERO VM_RSCLEAR
+
+/* Events given to exceptf. */
+#define VM_OPEN 1     /* before a region is made (vm NULL); negative refuses it */
+#define VM_ENDOPEN 2  /* the region is made */
+#define VM_CLOSE 3    /* before a region is closed; negative refuses it */
+#define VM_ENDCLOSE 4 /* after; vm is no longer a region: use it as a key only */
+#define VM_NOMEM 5    /* the discipline gave no memory; obj is the size asked (size_t);
+                         a positive return means "try again" */
+#define VM_BADADDR 6  /* vmfree/vmresize got an address that is not a busy block; obj is it */
+#define VM_DISC 7     /* vmdisc() is about to change the discipline; obj is the new one;
+                         negative refuses the change */
+
+Vmalloc_t* vmopen(Vmdisc_t* disc, Vmethod_t* meth, int flags);
+int vmclose(Vmalloc_t* vm);
+int vmclear(Vmalloc_t* vm);
+int vmcompact(Vmalloc_t* vm);
+void* vmalloc(Vmalloc_t* vm, size_t size);
+void* vmalign(Vmalloc_t* vm, size_t size, size_t align);
+int vmfree(Vmalloc_t* vm, void* block);
+void* vmresize(Vmalloc_t* vm, void* block, size_t size, int type);
+int vmstat(Vmalloc_t* vm, Vmstat_t* st);
+long vmaddr(Vmalloc_t* vm, void* addr);
+long vmsize(Vmalloc_t* vm, void* block);
+Vmalloc_t* vmregion(void* addr);
+int vmset(Vmalloc_t* vm, int flags, int on);
+char* vmstrdup(Vmalloc_t* vm, const char* s);
+int vmdbcheck(Vmalloc_t* vm);
+int vmdbwatch(Vmalloc_t* vm, void* addr);
+int vmprofile(Vmalloc_t* vm, int fd);
+int vmtrace(int fd);
+void* vmsegment(Vmalloc_t* vm, void* addr);
+int vmwalk(Vmalloc_t* vm, int (*visit)(Vmalloc_t*, void* block, size_t size, Vmdisc_t*, void* arg),
+           void* arg);
+Vmdisc_t* vmdisc(Vmalloc_t* vm, Vmdisc_t* disc);
+
+/* vmnewof/vmoldof: resize p to n objects of type plus x bytes (may move, the
+ * content is kept); vmnewof zeroes the new space. The size is computed without
+ * overflow: an impossible n gives NULL with errno ENOMEM. */
+void* _vmnewof(Vmalloc_t* vm, void* p, size_t tsize, size_t n, size_t x, int type);
+#define vmnewof(vm, p, type, n, x)                                                             \
+    ((type*)_vmnewof((vm), (p), sizeof(type), (size_t)(n), (size_t)(x),                          \
+                     VM_RSMOVE | VM_RSCOPY | VM_RSCLEAR))
+#define vmoldof(vm, p, type, n, x)                                                             \
+    ((type*)_vmnewof((vm), (p), sizeof(type), (size_t)(n), (size_t)(x), VM_RSMOVE | VM_RSCOPY))
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* VMALLOC_H */

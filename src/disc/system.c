@@ -1,0 +1,21 @@
+/*
+ * disc/system.c — Vmdcsystem: segments are anonymous private mappings from
+ * the kernel, zero-filled, released with munmap, grown and shrunk in place
+ * with mremap (without moving, as the discipline contract requires). The
+ * default raw memory of Vmheap and of regions that name no better source.
+ */
+#include "../vmhdr.h"
+
+static void* system_memory(Vmalloc_t* vm, void* addr, size_t csz, size_t nsz, Vmdisc_t* disc)
+{
+    (void)vm;
+    (void)disc;
+    if (csz == 0)
+        return nsz ? vm_os_map(nsz) : NULL;
+    if (nsz == 0)
+        return vm_os_unmap(addr, csz) == 0 ? addr : NULL;
+    return vm_os_remap_inplace(addr, csz, nsz) == 0 ? addr : NULL;
+}
+
+Vmdisc_t vm_dc_system = {system_memory, NULL, 0};
+Vmdisc_t* Vmdcsystem = &vm_dc_system;

@@ -1,0 +1,82 @@
+/*
+ * os.c — every call vmalloc makes to the kernel, behind one small contract
+ * (vmhdr.h): map fresh pages, unmap, resize a mapping without moving it,
+ * purge pages, move the program break, random bits, write a buffer.
+ *
+ * Nothing else in the library includes a system header for memory. Porting
+ * vmalloc to another kernel means rewriting this file only.
+ */
+#define _GNU_SOURCE
+#include "vmhdr.h"
+
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+size_t vm_os_pagesize(void)
+{
+    static size_t page;
+    size_t p = __atomic_load_n(&page, __ATOMIC_RELAXED);
+    if (p == 0) {
+        long s = sysconf(_SC_PAGESIZE);
+        p = s > 0 ? (size_t)s : 4096;
+        __atomic_store_n(&page, p, __ATOMIC_RELAXED);
+    }
+    return p;
+}
+
+void* vm_os_map(size_t size)
+{
+    void* p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+int vm_os_unmap(void* addr, size_t size) { return munmap(addr, size); }
+
+/* Linux mremap without MREMAP_MAYMOVE grows a mapping only when the pages
+ * after it are free, and always shrinks in place: exactly the discipline
+ * contract's "resize without moving". */
+int vm_os_remap_inplace(void* addr, size_t osize, size_t nsize)
+{
+#ifdef __linux__
+    void* p = mremap(addr, osize, nsize, 0);
+    return p == MAP_FAILED ? -1 : 0;
+#else
+    if (nsize < osize)
+        return munmap((char*)addr + nsize, osize - nsize);
+    errno = ENOMEM;
+    return -1;
+#endif
+}
+
+int vm_os_purge(void* addr, size_t size) { return madvise(addr, size, MADV_DONTNEED); }
+
+void* vm_os_sbrk(intptr_t incr) { return sbrk(incr); }
+
+uint64_t vm_os_random(void)
+{
+    uint64_t r = 0;
+    if (getrandom(&r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        r = ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)ts.tv_nsec ^ (uint64_t)(uintptr_t)&r;
+    }
+    return r;
+}
+
+int vm_os_write(int fd, const void* buf, size_t n)
+{
+    const char* p = buf;
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}

@@ -1,0 +1,547 @@
+/*
+ * region.c — the region core: vmopen/vmclose/vmclear/vmcompact, the
+ * allocation entry points, statistics, flags, disciplines, events, and the
+ * list of open regions behind vmregion() and vmwalk(NULL).
+ *
+ * The core checks arguments (NULL region, impossible sizes, bad alignments),
+ * takes the region lock unless VM_TRUST, calls the method through its table,
+ * writes the trace line, and then — unlocked — announces the call's fault to
+ * the discipline's exceptf: VM_NOMEM (a positive answer retries the whole
+ * call) or VM_BADADDR. Handlers may therefore use the region freely. The core
+ * knows nothing of any method's structures.
+ *
+ * Lock order: vm_list_lock, then one region lock. A region lock may be held
+ * while a discipline takes another region's lock (Vmdcheap -> Vmheap); never
+ * the reverse, since Vmheap's discipline is the system's.
+ */
+#include "vmhdr.h"
+
+#include <stdlib.h>
+
+pthread_mutex_t vm_list_lock = PTHREAD_MUTEX_INITIALIZER;
+Vmalloc_t* vm_list; /* regions made by vmopen; Vmheap is not on it */
+
+/* Vmdebug and Vmprofile are methods of a later issue; NULL makes vmopen()
+ * refuse them with EINVAL instead of pretending. */
+Vmethod_t* Vmdebug;
+Vmethod_t* Vmprofile;
+
+static inline int vm_lock(Vmalloc_t* vm)
+{
+    if (vm->flags & VM_TRUST)
+        return 0;
+    pthread_mutex_lock(&vm->lock);
+    return 1;
+}
+
+static inline void vm_unlock(Vmalloc_t* vm, int locked)
+{
+    if (locked)
+        pthread_mutex_unlock(&vm->lock);
+}
+
+static int vm_event(Vmalloc_t* vm, Vmdisc_t* disc, int type, void* obj)
+{
+    return disc && disc->exceptf ? disc->exceptf(vm, type, obj, disc) : 0;
+}
+
+/* Announce the fault the method recorded; 1 if the call should be retried. */
+static int vm_announce(Vmalloc_t* vm, int fault, void* obj)
+{
+    if (fault == VM_NOMEM) {
+        if (vm_event(vm, vm->disc, VM_NOMEM, obj) > 0)
+            return 1;
+        errno = ENOMEM;
+    } else if (fault == VM_BADADDR) {
+        (void)vm_event(vm, vm->disc, VM_BADADDR, obj);
+        errno = EINVAL;
+    }
+    return 0;
+}
+
+static inline int vm_tracing(const Vmalloc_t* vm)
+{
+    return (vm->flags & VM_TRACE) && vm_trace_fd >= 0;
+}
+
+/* Zero the usable bytes [from, usable size of p). Locked. */
+static void vm_zero_tail(Vmalloc_t* vm, void* p, long from)
+{
+    long to = vm->meth->sizef(vm, p);
+    if (from < 0)
+        from = 0;
+    if (to > from)
+        memset((char*)p + from, 0, (size_t)(to - from));
+}
+
+/* The one allocation path behind vmalloc, vmalign and vmresize(NULL). */
+static void* vm_alloc_call(Vmalloc_t* vm, size_t size, size_t align, int clear)
+{
+    if (!vm) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (size > VM_MAXSIZE) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    for (;;) {
+        int locked = vm_lock(vm);
+        vm->fault = 0;
+        void* p = vm->meth->allocf(vm, size, align);
+        int fault = vm->fault;
+        void* obj = vm->faultobj;
+        if (p) {
+            if (clear)
+                vm_zero_tail(vm, p, 0);
+            if (vm_tracing(vm))
+                vm_trace(vm, NULL, p, size);
+        }
+        vm_unlock(vm, locked);
+        if (p)
+            return p;
+        if (!vm_announce(vm, fault, obj))
+            return NULL;
+    }
+}
+
+void* vmalloc(Vmalloc_t* vm, size_t size) { return vm_alloc_call(vm, size, 0, 0); }
+
+void* vmalign(Vmalloc_t* vm, size_t size, size_t align)
+{
+    if (!vm_is_pow2(align)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    return vm_alloc_call(vm, size, align, 0);
+}
+
+int vmfree(Vmalloc_t* vm, void* block)
+{
+    if (!vm) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (!block)
+        return 0;
+    int locked = vm_lock(vm);
+    vm->fault = 0;
+    long size = vm_tracing(vm) ? vm->meth->sizef(vm, block) : 0;
+    int r = vm->meth->freef(vm, block);
+    if (r == 0 && vm_tracing(vm))
+        vm_trace(vm, block, NULL, (size_t)size);
+    int fault = vm->fault;
+    vm_unlock(vm, locked);
+    if (r < 0)
+        (void)vm_announce(vm, fault ? fault : VM_BADADDR, block);
+    return r < 0 ? -1 : 0;
+}
+
+void* vmresize(Vmalloc_t* vm, void* block, size_t size, int type)
+{
+    if (!vm) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (!block)
+        return vm_alloc_call(vm, size, 0, (type & VM_RSCLEAR) != 0);
+    if (size == 0) {
+        (void)vmfree(vm, block);
+        return NULL;
+    }
+    if (size > VM_MAXSIZE) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (type & VM_RSCOPY)
+        type |= VM_RSMOVE;
+    for (;;) {
+        int locked = vm_lock(vm);
+        vm->fault = 0;
+        long old = (type & VM_RSCLEAR) ? vm->meth->sizef(vm, block) : 0;
+        void* p = vm->meth->resizef(vm, block, size, type);
+        int fault = vm->fault;
+        void* obj = vm->faultobj;
+        if (p) {
+            if (type & VM_RSCLEAR)
+                vm_zero_tail(vm, p, (p == block || (type & VM_RSCOPY)) ? old : 0);
+            if (vm_tracing(vm))
+                vm_trace(vm, block, p, size);
+        }
+        vm_unlock(vm, locked);
+        if (p)
+            return p;
+        if (fault == 0) { /* type 0, or no room in place: the block is unchanged */
+            errno = ENOMEM;
+            return NULL;
+        }
+        if (!vm_announce(vm, fault, obj))
+            return NULL;
+    }
+}
+
+void* vm_resize_move(Vmalloc_t* vm, void* block, size_t oldsize, size_t size, int type)
+{
+    if (!(type & (VM_RSMOVE | VM_RSCOPY)))
+        return NULL;
+    void* p = vm->meth->allocf(vm, size, 0);
+    if (!p)
+        return NULL;
+    if (type & VM_RSCOPY)
+        memcpy(p, block, oldsize < size ? oldsize : size);
+    (void)vm->meth->freef(vm, block);
+    return p;
+}
+
+void* _vmnewof(Vmalloc_t* vm, void* p, size_t tsize, size_t n, size_t x, int type)
+{
+    size_t size;
+    if (__builtin_mul_overflow(tsize, n, &size) || __builtin_add_overflow(size, x, &size)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return vmresize(vm, p, size, type);
+}
+
+char* vmstrdup(Vmalloc_t* vm, const char* s)
+{
+    if (!s) {
+        errno = EINVAL;
+        return NULL;
+    }
+    size_t n = strlen(s) + 1;
+    char* p = vmalloc(vm, n);
+    if (p)
+        memcpy(p, s, n);
+    return p;
+}
+
+long vmaddr(Vmalloc_t* vm, void* addr)
+{
+    if (!vm || !addr) {
+        errno = EINVAL;
+        return -1;
+    }
+    int locked = vm_lock(vm);
+    long r = vm->meth->addrf(vm, addr);
+    vm_unlock(vm, locked);
+    return r;
+}
+
+long vmsize(Vmalloc_t* vm, void* block)
+{
+    if (!vm || !block) {
+        errno = EINVAL;
+        return -1;
+    }
+    int locked = vm_lock(vm);
+    long r = vm->meth->sizef(vm, block);
+    vm_unlock(vm, locked);
+    return r;
+}
+
+void* vmsegment(Vmalloc_t* vm, void* addr)
+{
+    if (!vm) {
+        errno = EINVAL;
+        return NULL;
+    }
+    int locked = vm_lock(vm);
+    Vmseg_t* seg = vm_seg_find(vm, addr);
+    void* r = seg ? seg->addr : NULL;
+    vm_unlock(vm, locked);
+    return r;
+}
+
+int vmclear(Vmalloc_t* vm)
+{
+    if (!vm) {
+        errno = EINVAL;
+        return -1;
+    }
+    int locked = vm_lock(vm);
+    vm->secret = vm_os_random(); /* every old header check word is now stale */
+    int r = vm->meth->clearf(vm);
+    vm->n_busy = vm->s_busy = vm->max_busy = 0;
+    vm_unlock(vm, locked);
+    return r;
+}
+
+int vmcompact(Vmalloc_t* vm)
+{
+    if (!vm) {
+        errno = EINVAL;
+        return -1;
+    }
+    int locked = vm_lock(vm);
+    int r = vm->meth->compactf(vm);
+    vm_unlock(vm, locked);
+    return r;
+}
+
+int vmstat(Vmalloc_t* vm, Vmstat_t* st)
+{
+    if (!st) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (!vm)
+        vm = vm_heap_region();
+    memset(st, 0, sizeof *st);
+    int locked = vm_lock(vm);
+    int r = vm->meth->statf(vm, st);
+    st->n_busy = vm->n_busy;
+    st->s_busy = vm->s_busy;
+    st->max_busy = vm->max_busy;
+    st->n_seg = vm->nsegs + (vm->tabdisc ? 1 : 0);
+    st->extent = vm->extent;
+    st->mode = vm->meth->id | (vm->flags & VM_FLAGS);
+    vm_unlock(vm, locked);
+    return r;
+}
+
+int vmset(Vmalloc_t* vm, int flags, int on)
+{
+    if (!vm) {
+        errno = EINVAL;
+        return -1;
+    }
+    int locked = vm_lock(vm);
+    int old = vm->flags;
+    flags &= VM_FLAGS;
+    vm->flags = on ? (old | flags) : (old & ~flags);
+    vm_unlock(vm, locked); /* the lock taken, if any, is released even if VM_TRUST changed */
+    return old & VM_FLAGS;
+}
+
+Vmdisc_t* vmdisc(Vmalloc_t* vm, Vmdisc_t* disc)
+{
+    if (!vm) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (!disc)
+        return vm->disc;
+    if (!disc->memoryf) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (vm_event(vm, vm->disc, VM_DISC, disc) < 0) {
+        errno = EPERM;
+        return NULL;
+    }
+    /* Segments remember the discipline that gave them, so the old one still
+     * takes back what it gave; the new one serves every later request. */
+    int locked = vm_lock(vm);
+    Vmdisc_t* old = vm->disc;
+    vm->disc = disc;
+    vm_unlock(vm, locked);
+    return old;
+}
+
+int vmdbcheck(Vmalloc_t* vm)
+{
+    if (!vm) {
+        errno = EINVAL;
+        return -1;
+    }
+    int locked = vm_lock(vm);
+    int n = vm->meth->checkf(vm);
+    vm_unlock(vm, locked);
+    return n;
+}
+
+/* Watching addresses is Vmdebug's; no region is a Vmdebug region yet. */
+int vmdbwatch(Vmalloc_t* vm, void* addr)
+{
+    (void)vm;
+    (void)addr;
+    errno = EINVAL;
+    return -1;
+}
+
+/* Profiles are Vmprofile's: with no such region there is nothing to write. */
+int vmprofile(Vmalloc_t* vm, int fd)
+{
+    (void)fd;
+    if (!vm)
+        return 0;
+    errno = EINVAL;
+    return -1;
+}
+
+/* ---- opening and closing ---------------------------------------------- */
+
+static size_t vm_prefix(const Vmethod_t* meth)
+{
+    return (size_t)((char*)vm_state((Vmalloc_t*)0) - (char*)0) + meth->statesize;
+}
+
+static int vm_is_method(const Vmethod_t* meth)
+{
+    return meth && (meth == &vm_best_method || meth == &vm_pool_method || meth == &vm_last_method);
+}
+
+Vmalloc_t* vmopen(Vmdisc_t* disc, Vmethod_t* meth, int flags)
+{
+    if (!disc || !disc->memoryf || !vm_is_method(meth)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (vm_event(NULL, disc, VM_OPEN, NULL) < 0) {
+        errno = ECANCELED;
+        return NULL;
+    }
+    size_t prefix = vm_prefix(meth);
+    size_t size = vm_round_size(vm_seg_need(prefix, 0), vm_round(disc));
+    char* addr;
+    while (!(addr = disc->memoryf(NULL, NULL, 0, size, disc))) {
+        if (vm_event(NULL, disc, VM_NOMEM, (void*)size) <= 0) {
+            errno = ENOMEM;
+            return NULL;
+        }
+    }
+    Vmseg_t* seg = vm_seg_format(addr, size, disc, prefix);
+    if (!seg) {
+        (void)disc->memoryf(NULL, addr, size, 0, disc);
+        errno = ENOMEM;
+        return NULL;
+    }
+    Vmalloc_t* vm = (Vmalloc_t*)(seg + 1);
+    memset(vm, 0, prefix);
+    vm->meth = meth;
+    vm->disc = disc;
+    vm->flags = flags & VM_FLAGS;
+    pthread_mutex_init(&vm->lock, NULL);
+    vm->secret = vm_os_random();
+    vm->segs = vm->seginline;
+    vm->capsegs = VM_INLINE_SEGS;
+    vm->home = seg;
+    (void)vm_seg_enter(vm, seg);
+    if (meth->initf(vm) < 0) {
+        vm_seg_release_all(vm);
+        pthread_mutex_destroy(&vm->lock);
+        (void)disc->memoryf(NULL, addr, size, 0, disc);
+        errno = ENOMEM;
+        return NULL;
+    }
+    (void)vm_event(vm, disc, VM_ENDOPEN, NULL);
+
+    pthread_mutex_lock(&vm_list_lock);
+    vm->next = vm_list;
+    vm_list = vm;
+    pthread_mutex_unlock(&vm_list_lock);
+    return vm;
+}
+
+/* Unlink vm from the open list; 0, or -1 if it is not an open region. */
+static int vm_unlist(Vmalloc_t* vm)
+{
+    int r = -1;
+    pthread_mutex_lock(&vm_list_lock);
+    for (Vmalloc_t** pp = &vm_list; *pp; pp = &(*pp)->next) {
+        if (*pp == vm) {
+            *pp = vm->next;
+            r = 0;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&vm_list_lock);
+    return r;
+}
+
+static int vm_listed(Vmalloc_t* vm)
+{
+    int r = 0;
+    pthread_mutex_lock(&vm_list_lock);
+    for (Vmalloc_t* v = vm_list; v; v = v->next)
+        if (v == vm)
+            r = 1;
+    pthread_mutex_unlock(&vm_list_lock);
+    return r;
+}
+
+int vmclose(Vmalloc_t* vm)
+{
+    if (!vm || vm == vm_heap_region() || !vm_listed(vm)) {
+        errno = EINVAL;
+        return -1;
+    }
+    Vmdisc_t* disc = vm->disc;
+    if (vm_event(vm, disc, VM_CLOSE, NULL) < 0) {
+        errno = EPERM;
+        return -1;
+    }
+    if (vm_unlist(vm) < 0) { /* closed meanwhile by another thread */
+        errno = EINVAL;
+        return -1;
+    }
+    int locked = vm_lock(vm); /* wait for calls in progress */
+    vm_seg_release_all(vm);
+    Vmseg_t* home = vm->home;
+    Vmdisc_t* hdisc = home->disc;
+    char* addr = home->addr;
+    size_t size = home->size;
+    vm_unlock(vm, locked);
+    pthread_mutex_destroy(&vm->lock);
+    (void)hdisc->memoryf(vm, addr, size, 0, hdisc); /* vm lives here: last */
+    (void)vm_event(vm, disc, VM_ENDCLOSE, NULL);
+    return 0;
+}
+
+/* ---- questions about all regions ---------------------------------------- */
+
+/* The segment of vm holding addr, or NULL; takes vm's lock. */
+static Vmseg_t* vm_holder(Vmalloc_t* vm, void* addr)
+{
+    int locked = vm_lock(vm);
+    Vmseg_t* seg = vm_seg_find(vm, addr);
+    vm_unlock(vm, locked);
+    return seg;
+}
+
+/* Regions can nest (a Vmdcheap region's segments are Vmheap blocks), so the
+ * answer is the region whose segment holding addr is the smallest. */
+Vmalloc_t* vmregion(void* addr)
+{
+    if (!addr)
+        return NULL;
+    Vmalloc_t* best = NULL;
+    size_t bestsize = SIZE_MAX;
+    pthread_mutex_lock(&vm_list_lock);
+    Vmalloc_t* heap = vm_heap_region();
+    for (Vmalloc_t* vm = heap; vm; vm = (vm == heap) ? vm_list : vm->next) {
+        Vmseg_t* seg = vm_holder(vm, addr);
+        if (seg && seg->size < bestsize) {
+            best = vm;
+            bestsize = seg->size;
+        }
+    }
+    pthread_mutex_unlock(&vm_list_lock);
+    return best;
+}
+
+static int vm_walk_one(Vmalloc_t* vm, Vmvisit_f visit, void* arg)
+{
+    int locked = vm_lock(vm);
+    int r = vm->meth->walkf(vm, visit, arg);
+    vm_unlock(vm, locked);
+    return r;
+}
+
+int vmwalk(Vmalloc_t* vm, Vmvisit_f visit, void* arg)
+{
+    if (!visit) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (vm)
+        return vm_walk_one(vm, visit, arg);
+    int r = 0;
+    pthread_mutex_lock(&vm_list_lock);
+    Vmalloc_t* heap = vm_heap_region();
+    for (Vmalloc_t* v = heap; v && r == 0; v = (v == heap) ? vm_list : v->next)
+        r = vm_walk_one(v, visit, arg);
+    pthread_mutex_unlock(&vm_list_lock);
+    return r;
+}

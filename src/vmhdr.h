@@ -1,0 +1,240 @@
+/*
+ * vmhdr.h — the private picture of vmalloc: the internal types, their
+ * invariants, the contract between the region core and a method, and the
+ * operating-system primitives (implemented only in os.c).
+ *
+ * Glossary
+ *   region (Vmalloc_t)  a discipline, a method, flags, a lock, the segments
+ *                       it holds, and the method's state right behind it.
+ *                       A region made by vmopen() lives at the start of its
+ *                       first ("home") segment, so a region over a user's
+ *                       buffer is wholly inside that buffer.
+ *   segment (Vmseg_t)   one piece of raw memory from a discipline. Its header
+ *                       sits at the start of the piece; the method owns
+ *                       [data, end). Segments of one region never overlap.
+ *                         addr <= (char*)seg < data < end <= addr + size
+ *                         data, end are multiples of VM_ALIGN
+ *   segment table       the region's segments sorted by address, for an
+ *                       O(log n) answer to "which segment holds p?". It lives
+ *                       inline in the region while small, then in a chunk of
+ *                       discipline memory.
+ *   method (Vmethod_t)  a table of functions. The core calls them with the
+ *                       region locked (unless VM_TRUST) and arguments checked
+ *                       for NULL and size overflow; a method never locks,
+ *                       never calls exceptf, and reports trouble through
+ *                       vm_fault() so that the core announces it unlocked.
+ *   accounting          the core keeps n_busy/s_busy/max_busy; a method
+ *                       reports each block it hands out or takes back with
+ *                       vm_busy(), in usable bytes:
+ *                         s_busy = sum of vmsize(b) over busy blocks b
+ *                         max_busy = max of s_busy since vmopen/vmclear
+ */
+#ifndef VMHDR_H
+#define VMHDR_H
+
+#include "vmalloc.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdalign.h>
+#include <stdint.h>
+#include <string.h>
+
+/* Alignment of every vmalloc() result and of segment data. */
+#define VM_ALIGN ((size_t)alignof(max_align_t))
+/* Inline slots of the segment table before it moves to discipline memory. */
+#define VM_INLINE_SEGS 8
+
+typedef struct _vmseg_s Vmseg_t;
+typedef int (*Vmvisit_f)(Vmalloc_t*, void* block, size_t size, Vmdisc_t*, void* arg);
+
+struct _vmseg_s {
+    Vmalloc_t* vm;  /* owner */
+    Vmdisc_t* disc; /* the discipline that gave it and takes it back */
+    char* addr;     /* as memoryf returned it */
+    size_t size;    /* as memoryf was asked: a multiple of the discipline's round */
+    char* data;     /* first byte the method may use */
+    char* end;      /* one past the last byte the method may use */
+    unsigned mflags; /* the method's own marks (e.g. a segment given to one huge block) */
+    void* mdata;    /* the method's own pointer */
+};
+
+/* A method: what the core calls. Every function runs with the region locked
+ * (unless VM_TRUST), gets a region whose state is valid, and a size that is
+ * representable (no size + header overflow is possible below VM_MAXSIZE). */
+struct _vmethod_s {
+    const char* name; /* "best", "pool", "last": trace lines and messages */
+    int id;           /* VM_MTBEST, ... */
+    size_t statesize; /* bytes of method state placed right after Vmalloc_t */
+
+    /* Make the state of a new or just-cleared region. State memory is zeroed
+     * before the first call. 0, or -1 (vm_fault set) to refuse the region. */
+    int (*initf)(Vmalloc_t* vm);
+    /* A busy block of at least size bytes aligned to align (a power of two,
+     * >= 1). size may be 0. NULL with vm_fault(VM_NOMEM) or EINVAL set. */
+    void* (*allocf)(Vmalloc_t* vm, size_t size, size_t align);
+    /* Free a block. 0, or -1 with vm_fault(VM_BADADDR) when block is not a
+     * busy block of vm (and then nothing changes). block is not NULL. */
+    int (*freef)(Vmalloc_t* vm, void* block);
+    /* Resize a busy block (block != NULL, size > 0) following type (vmresize).
+     * NULL leaves the block as it was; the fault says why (bad address, no
+     * memory, or none when type 0 simply could not resize in place). */
+    void* (*resizef)(Vmalloc_t* vm, void* block, size_t size, int type);
+    /* Offset of addr in the busy block holding it, or -1. */
+    long (*addrf)(Vmalloc_t* vm, void* addr);
+    /* Usable size of the busy block starting at block, or -1. */
+    long (*sizef)(Vmalloc_t* vm, void* block);
+    /* Free every block; keep the segments. The core renews vm->secret and
+     * resets the accounting around it. 0 or -1. */
+    int (*clearf)(Vmalloc_t* vm);
+    /* Give unused memory back through vm_seg_put/vm_seg_resize. 0 or -1. */
+    int (*compactf)(Vmalloc_t* vm);
+    /* Fill n_free, s_free, m_busy, m_free (the core fills the rest). */
+    int (*statf)(Vmalloc_t* vm, Vmstat_t* st);
+    /* Call visit on every busy block in address order; stop at a non-zero
+     * return and give it back. 0 when all were visited. */
+    int (*walkf)(Vmalloc_t* vm, Vmvisit_f visit, void* arg);
+    /* Verify every invariant of the method's structures; return the number of
+     * violations found (0: intact). Must not crash on a corrupted region
+     * where that can be avoided: it follows no pointer it has not bounded. */
+    int (*checkf)(Vmalloc_t* vm);
+};
+
+struct _vmalloc_s {
+    Vmethod_t* meth;
+    Vmdisc_t* disc;
+    int flags;            /* VM_TRUST | VM_TRACE | VM_DBCHECK | VM_DBABORT */
+    pthread_mutex_t lock; /* held around every method call unless VM_TRUST */
+    uint64_t secret;      /* keys the methods' header check words; renewed by vmclear */
+
+    /* Accounting (see the glossary). */
+    size_t n_busy, s_busy, max_busy;
+
+    /* Segments. */
+    Vmseg_t* home;        /* the segment this struct lives in; NULL for Vmheap */
+    Vmseg_t** segs;       /* sorted by address; == seginline or a chunk from tabdisc */
+    size_t nsegs, capsegs;
+    Vmdisc_t* tabdisc;    /* gave the chunk behind segs (NULL: inline) */
+    void* tabaddr;        /* that chunk as memoryf returned it */
+    size_t tabsize;       /* its size */
+    size_t extent;        /* sum of seg->size, plus tabsize */
+    Vmseg_t* seginline[VM_INLINE_SEGS];
+
+    /* The fault of the current call, announced by the core once unlocked. */
+    int fault;     /* 0, VM_NOMEM or VM_BADADDR */
+    void* faultobj;
+
+    Vmalloc_t* next; /* the list of open regions (vmregion, vmwalk(NULL)) */
+    /* method state follows, aligned to VM_ALIGN */
+};
+
+/* The method's state, right behind the region struct. */
+static inline void* vm_state(Vmalloc_t* vm)
+{
+    return (char*)vm + ((sizeof(Vmalloc_t) + VM_ALIGN - 1) & ~(VM_ALIGN - 1));
+}
+
+/* Largest block size any method accepts: leaves room for headers, alignment
+ * and rounding so that no size arithmetic can wrap. */
+#define VM_MAXSIZE (((size_t)1 << (sizeof(size_t) * 8 - 2)))
+
+static inline size_t vm_align_up(size_t n, size_t a) { return (n + a - 1) & ~(a - 1); }
+static inline char* vm_ptr_up(const void* p, size_t a)
+{
+    return (char*)(((uintptr_t)p + a - 1) & ~(uintptr_t)(a - 1));
+}
+static inline int vm_is_pow2(size_t a) { return a && (a & (a - 1)) == 0; }
+
+/* Record the fault of this call (the core announces it after unlocking). */
+static inline void vm_fault(Vmalloc_t* vm, int type, void* obj)
+{
+    vm->fault = type;
+    vm->faultobj = obj;
+}
+
+/* A block of usable size n became busy (+) or free (-). */
+static inline void vm_busy_add(Vmalloc_t* vm, size_t n)
+{
+    vm->n_busy += 1;
+    vm->s_busy += n;
+    if (vm->s_busy > vm->max_busy)
+        vm->max_busy = vm->s_busy;
+}
+static inline void vm_busy_sub(Vmalloc_t* vm, size_t n)
+{
+    vm->n_busy -= 1;
+    vm->s_busy -= n;
+}
+/* A busy block changed usable size in place or by moving. */
+static inline void vm_busy_resize(Vmalloc_t* vm, size_t oldn, size_t newn)
+{
+    vm->s_busy = vm->s_busy - oldn + newn;
+    if (vm->s_busy > vm->max_busy)
+        vm->max_busy = vm->s_busy;
+}
+
+/* Check words: a busy block's header carries vm_check(vm, hdr, word) so that
+ * a pointer that is not a block start (interior, stale, foreign) is rejected
+ * with probability 1 - 2^-64, and vmclear invalidates every old header. */
+static inline uint64_t vm_check(const Vmalloc_t* vm, const void* hdr, uint64_t word)
+{
+    uint64_t x = ((uint64_t)(uintptr_t)hdr ^ word ^ vm->secret) * 0x9E3779B97F4A7C15ull;
+    return x ^ (x >> 29);
+}
+
+/* segment.c — raw memory for methods (region locked). */
+/* A new segment whose [data, end) has at least minsize bytes; NULL with
+ * vm_fault(VM_NOMEM, minsize) when the discipline has none (or the segment
+ * table cannot grow). */
+Vmseg_t* vm_seg_get(Vmalloc_t* vm, size_t minsize);
+/* Give seg back to its discipline; 0, or -1 if the discipline refused (the
+ * segment then stays the region's, untouched). The home segment is refused. */
+int vm_seg_put(Vmalloc_t* vm, Vmseg_t* seg);
+/* Resize seg in place so that end - data >= minsize (rounded up to the
+ * discipline's round); 0, or -1 if the discipline cannot. */
+int vm_seg_resize(Vmalloc_t* vm, Vmseg_t* seg, size_t minsize);
+/* The segment whose [addr, addr + size) holds p, or NULL. O(log nsegs). */
+Vmseg_t* vm_seg_find(const Vmalloc_t* vm, const void* p);
+/* Release every segment but home, then the table chunk (vmclose). */
+void vm_seg_release_all(Vmalloc_t* vm);
+/* Lay a segment header over raw memory [addr, addr + size) from disc,
+ * reserving prefix bytes (aligned) right after the header, at seg + 1, for
+ * the caller (vmopen puts the region there). NULL if it does not fit. */
+Vmseg_t* vm_seg_format(char* addr, size_t size, Vmdisc_t* disc, size_t prefix);
+/* Raw bytes a segment needs around minsize usable bytes with prefix reserved. */
+size_t vm_seg_need(size_t prefix, size_t minsize);
+/* n rounded up to a multiple of r (any r > 0); 0 on overflow. */
+size_t vm_round_size(size_t n, size_t r);
+/* Enter seg into vm's table; 0, or -1 when the table cannot grow. */
+int vm_seg_enter(Vmalloc_t* vm, Vmseg_t* seg);
+/* The round used for disc: disc->round or the page size. */
+size_t vm_round(const Vmdisc_t* disc);
+
+/* region.c */
+extern pthread_mutex_t vm_list_lock; /* guards the list of open regions */
+extern Vmalloc_t* vm_list;           /* open regions, Vmheap first */
+/* Move-and-copy part of a resize, shared by methods: allocate a new block,
+ * copy min(oldsize, size) bytes if VM_RSCOPY, free the old one. Locked. */
+void* vm_resize_move(Vmalloc_t* vm, void* block, size_t oldsize, size_t size, int type);
+
+/* trace.c */
+void vm_trace(Vmalloc_t* vm, const void* old, const void* new, size_t size);
+extern int vm_trace_fd;
+
+/* The built-in objects, for static initialisers. */
+extern Vmethod_t vm_best_method, vm_pool_method, vm_last_method;
+extern Vmdisc_t vm_dc_system, vm_dc_sbrk, vm_dc_heap;
+extern Vmalloc_t* vm_heap_region(void); /* the static Vmheap object */
+
+/* os.c — the only file that talks to the kernel. Sizes are multiples of the
+ * page size where the call needs it; NULL or -1 on failure with errno set. */
+size_t vm_os_pagesize(void);
+void* vm_os_map(size_t size);                            /* fresh zeroed pages */
+int vm_os_unmap(void* addr, size_t size);
+int vm_os_remap_inplace(void* addr, size_t osize, size_t nsize); /* 0: done, no move */
+int vm_os_purge(void* addr, size_t size);                /* drop the pages' content */
+void* vm_os_sbrk(intptr_t incr);                         /* (void*)-1 on failure */
+uint64_t vm_os_random(void);
+int vm_os_write(int fd, const void* buf, size_t n);      /* all of it, or -1 */
+
+#endif /* VMHDR_H */
