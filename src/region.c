@@ -132,8 +132,10 @@ int vmfree(Vmalloc_t* vm, void* block)
         vm_trace(vm, block, NULL, (size_t)size);
     int fault = vm->fault;
     vm_unlock(vm, locked);
-    if (r < 0)
-        (void)vm_announce(vm, fault ? fault : VM_BADADDR, block);
+    if (r < 0) {
+        errno = EINVAL; /* a refusal (e.g. Vmlast, not the last block) */
+        (void)vm_announce(vm, fault, block);
+    }
     return r < 0 ? -1 : 0;
 }
 

@@ -70,11 +70,14 @@ struct _vmethod_s {
     /* Make the state of a new or just-cleared region. State memory is zeroed
      * before the first call. 0, or -1 (vm_fault set) to refuse the region. */
     int (*initf)(Vmalloc_t* vm);
-    /* A busy block of at least size bytes aligned to align (a power of two,
-     * >= 1). size may be 0. NULL with vm_fault(VM_NOMEM) or EINVAL set. */
+    /* A busy block of at least size bytes aligned to align: a power of two,
+     * or 0 for vmalloc's "aligned for any C type that fits in size bytes".
+     * size may be 0. NULL with vm_fault(VM_NOMEM, size) when the discipline
+     * gave no memory, or with errno set (e.g. EINVAL) for a refusal. */
     void* (*allocf)(Vmalloc_t* vm, size_t size, size_t align);
-    /* Free a block. 0, or -1 with vm_fault(VM_BADADDR) when block is not a
-     * busy block of vm (and then nothing changes). block is not NULL. */
+    /* Free a block. 0, or -1 with vm_fault(VM_BADADDR, block) when block is
+     * not a busy block of vm, or -1 without a fault for a refusal (Vmlast: not
+     * the last block). Either way nothing changes. block is not NULL. */
     int (*freef)(Vmalloc_t* vm, void* block);
     /* Resize a busy block (block != NULL, size > 0) following type (vmresize).
      * NULL leaves the block as it was; the fault says why (bad address, no
