@@ -1,0 +1,917 @@
+/*
+ * method/best.c — Vmbest, the general-purpose method (paper §2.3.1), and
+ * Vmheap, the Vmbest region over Vmdcsystem.
+ *
+ * Algorithm. Blocks carry a 16-byte header: the block size with flag bits,
+ * and a check word (vm_check) that lets vmfree/vmresize reject any pointer
+ * that is not the start of a busy block in O(log segments). Free blocks keep
+ * their size in a footer too (boundary tags), and the block after a free one
+ * has PFREE set, so freeing coalesces with both neighbours at once: no two
+ * free blocks are ever adjacent. Free blocks live in
+ *   - 62 exact-size bins for block sizes 32 .. 1008, with a bitmap of the
+ *     non-empty ones: best fit for a small size is one bit scan;
+ *   - a top-down splay tree (Sleator & Tarjan) keyed by size for larger
+ *     blocks, blocks of equal size chained off one tree node: best fit is
+ *     one splay, O(log n) amortized;
+ *   - the wilderness: the free block at the end of the newest segment, the
+ *     only one that can grow by extending its segment in place. It is used
+ *     only when no other free block fits (the paper's wilderness
+ *     preservation), so the arena grows only when it must.
+ * Requests of BEST_HUGE bytes or more get a segment of their own, given back
+ * to the discipline when freed and resized in place through memoryf when the
+ * discipline can (mremap for Vmdcsystem).
+ *
+ * Bounds. Allocation: O(1) for sizes served from a bin, O(log n) amortized
+ * otherwise, plus a discipline call when the arena grows. Free: O(1) plus a
+ * splay for large neighbours. Overhead: 16 bytes per block; blocks are
+ * multiples of 16 bytes, at least 32. vmaddr of an interior address walks its
+ * segment (O(blocks in the segment)); vmstat, vmwalk and vmdbcheck walk the
+ * whole region.
+ *
+ * The paper's other heuristics (deferred coalescing, the small-size fast
+ * path, growth slack on moving resizes) and size-class pages belong to the
+ * next stage; they slot in front of best_take()/best_free_locked().
+ */
+#include "../vmhdr.h"
+
+#define BEST_HDR ((size_t)16)       /* header: head + check */
+#define BEST_MINBLK ((size_t)32)    /* smallest block: head, two links, footer */
+#define BEST_NBINS 62               /* exact bins: sizes 32 + 16 i */
+#define BEST_BIG ((size_t)1024)     /* blocks this size and up live in the tree */
+#define BEST_HUGE ((size_t)1 << 20) /* requests this size and up get a segment each */
+#define BEST_SEGMIN ((size_t)64 << 10)
+#define BEST_SEGMAX ((size_t)32 << 20)
+
+#define BUSY ((size_t)1)  /* the block is allocated */
+#define PFREE ((size_t)2) /* the previous block is free (its footer holds its size) */
+#define HUGE ((size_t)4)  /* the block has a segment of its own */
+#define FLAGS ((size_t)15)
+
+#define SEG_HUGE 1u /* seg->mflags: the segment holds one huge block, seg->mdata */
+
+typedef struct blk Blk;
+struct blk {
+    size_t head; /* size | BUSY | PFREE | HUGE */
+    /* busy: the check word, then user data; free: the links below */
+    union {
+        uint64_t check;
+        Blk* left; /* tree: smaller sizes; bins: next in the bin */
+    };
+    Blk* right; /* tree: larger sizes; bins: previous in the bin */
+    Blk* next;  /* tree: next block of the same size */
+    Blk* prev;  /* tree: previous block of the same size, NULL for the tree node */
+};
+
+typedef struct best_s {
+    uint64_t binmap; /* bit i set: bins[i] not empty */
+    Blk* bins[BEST_NBINS];
+    Blk* tree;         /* splay tree of free blocks of BEST_BIG bytes and up */
+    Blk* wild;         /* the wilderness block, in no bin or tree; or NULL */
+    Vmseg_t* wildseg;  /* the segment whose end may grow in place */
+} Best_t;
+
+static inline Best_t* best_state(Vmalloc_t* vm) { return (Best_t*)vm_state(vm); }
+static inline size_t blk_size(const Blk* b) { return b->head & ~FLAGS; }
+static inline Blk* blk_at(const void* p) { return (Blk*)p; }
+static inline Blk* blk_next(const Blk* b) { return (Blk*)((char*)b + blk_size(b)); }
+static inline void* blk_data(const Blk* b) { return (char*)b + BEST_HDR; }
+static inline Blk* data_blk(const void* p) { return (Blk*)((char*)p - BEST_HDR); }
+static inline size_t* blk_footer(const Blk* b) { return (size_t*)((char*)b + blk_size(b)) - 1; }
+static inline Blk* blk_prev(const Blk* b) { return (Blk*)((char*)b - ((const size_t*)b)[-1]); }
+static inline size_t blk_usable(const Blk* b) { return blk_size(b) - BEST_HDR; }
+static inline Blk* seg_sentinel(const Vmseg_t* seg) { return (Blk*)(seg->end - BEST_HDR); }
+
+/* Block size for a request of n usable bytes (n <= VM_MAXSIZE). */
+static inline size_t best_blksize(size_t n)
+{
+    size_t s = vm_align_up(n + BEST_HDR, 16);
+    return s < BEST_MINBLK ? BEST_MINBLK : s;
+}
+
+static inline int bin_index(size_t size) { return (int)((size - BEST_MINBLK) >> 4); }
+
+/* Mark b busy with the given size; its previous block is busy (the
+ * no-adjacent-free invariant makes that true for every block we hand out).
+ * The check word binds address, size and the region's secret. */
+static inline void best_set_busy(Vmalloc_t* vm, Blk* b, size_t size, size_t extra)
+{
+    b->head = size | BUSY | extra;
+    b->check = vm_check(vm, b, b->head & ~PFREE);
+}
+
+static inline int best_check_ok(const Vmalloc_t* vm, const Blk* b)
+{
+    return b->check == vm_check(vm, b, b->head & ~PFREE);
+}
+
+/* ---- free structures: bins and the splay tree ----------------------------- */
+
+/* Top-down splay: the node of size key, or the last node on its search path
+ * (its predecessor or successor), becomes the root. */
+static Blk* splay(Blk* t, size_t key)
+{
+    Blk n, *l, *r, *y;
+    if (!t)
+        return t;
+    n.left = n.right = NULL;
+    l = r = &n;
+    for (;;) {
+        if (key < blk_size(t)) {
+            if (!t->left)
+                break;
+            if (key < blk_size(t->left)) {
+                y = t->left;
+                t->left = y->right;
+                y->right = t;
+                t = y;
+                if (!t->left)
+                    break;
+            }
+            r->left = t;
+            r = t;
+            t = t->left;
+        } else if (key > blk_size(t)) {
+            if (!t->right)
+                break;
+            if (key > blk_size(t->right)) {
+                y = t->right;
+                t->right = y->left;
+                y->left = t;
+                t = y;
+                if (!t->right)
+                    break;
+            }
+            l->right = t;
+            l = t;
+            t = t->right;
+        } else
+            break;
+    }
+    l->right = t->left;
+    r->left = t->right;
+    t->left = n.right;
+    t->right = n.left;
+    return t;
+}
+
+static void tree_insert(Best_t* st, Blk* b)
+{
+    size_t size = blk_size(b);
+    b->next = b->prev = NULL;
+    if (!st->tree) {
+        b->left = b->right = NULL;
+        st->tree = b;
+        return;
+    }
+    Blk* t = splay(st->tree, size);
+    if (blk_size(t) == size) { /* chain behind the node of this size */
+        b->next = t->next;
+        b->prev = t;
+        if (t->next)
+            t->next->prev = b;
+        t->next = b;
+        b->left = b->right = NULL;
+        st->tree = t;
+        return;
+    }
+    if (size < blk_size(t)) {
+        b->left = t->left;
+        b->right = t;
+        t->left = NULL;
+    } else {
+        b->right = t->right;
+        b->left = t;
+        t->right = NULL;
+    }
+    st->tree = b;
+}
+
+/* Remove the node at the root, promoting its chain or joining its subtrees. */
+static void tree_pop_root(Best_t* st)
+{
+    Blk* t = st->tree;
+    if (t->next) {
+        Blk* c = t->next;
+        c->left = t->left;
+        c->right = t->right;
+        c->prev = NULL;
+        st->tree = c;
+    } else if (!t->left)
+        st->tree = t->right;
+    else {
+        Blk* l = splay(t->left, blk_size(t)); /* largest of the left: no right child */
+        l->right = t->right;
+        st->tree = l;
+    }
+}
+
+static void tree_remove(Best_t* st, Blk* b)
+{
+    if (b->prev) { /* a chained block: O(1) */
+        b->prev->next = b->next;
+        if (b->next)
+            b->next->prev = b->prev;
+        return;
+    }
+    st->tree = splay(st->tree, blk_size(b));
+    tree_pop_root(st);
+}
+
+/* The smallest free block in the tree of at least size bytes, removed. */
+static Blk* tree_take(Best_t* st, size_t size)
+{
+    if (!st->tree)
+        return NULL;
+    Blk* t = splay(st->tree, size);
+    if (blk_size(t) < size) {
+        if (!t->right) {
+            st->tree = t;
+            return NULL;
+        }
+        Blk* m = splay(t->right, size); /* every size there exceeds size: min rises */
+        t->right = m->left;
+        m->left = t;
+        t = m;
+    }
+    st->tree = t;
+    Blk* b = t->next ? t->next : t; /* prefer a chained block: no restructuring */
+    if (b != t)
+        tree_remove(st, b);
+    else
+        tree_pop_root(st);
+    return b;
+}
+
+static void bin_insert(Best_t* st, Blk* b)
+{
+    int i = bin_index(blk_size(b));
+    b->right = NULL;
+    b->left = st->bins[i];
+    if (b->left)
+        b->left->right = b;
+    st->bins[i] = b;
+    st->binmap |= (uint64_t)1 << i;
+}
+
+static void bin_remove(Best_t* st, Blk* b)
+{
+    int i = bin_index(blk_size(b));
+    if (b->right)
+        b->right->left = b->left;
+    else
+        st->bins[i] = b->left;
+    if (b->left)
+        b->left->right = b->right;
+    if (!st->bins[i])
+        st->binmap &= ~((uint64_t)1 << i);
+}
+
+/* Enter a free block into the structure for its size (not the wilderness). */
+static void best_link(Best_t* st, Blk* b)
+{
+    if (blk_size(b) < BEST_BIG)
+        bin_insert(st, b);
+    else
+        tree_insert(st, b);
+}
+
+static void best_unlink(Best_t* st, Blk* b)
+{
+    if (b == st->wild)
+        st->wild = NULL;
+    else if (blk_size(b) < BEST_BIG)
+        bin_remove(st, b);
+    else
+        tree_remove(st, b);
+}
+
+/* Write b as a free block of size bytes (its previous block is busy) and
+ * tell the next block. Does not link it. */
+static void best_mkfree(Blk* b, size_t size)
+{
+    b->head = size;
+    *blk_footer(b) = size;
+    blk_next(b)->head |= PFREE;
+}
+
+/* The best-fitting free block of at least size bytes, unlinked; NULL if only
+ * the wilderness (or nothing) could serve. */
+static Blk* best_take(Best_t* st, size_t size)
+{
+    if (size < BEST_BIG) {
+        uint64_t m = st->binmap >> bin_index(size);
+        if (m) {
+            int i = bin_index(size) + __builtin_ctzll(m);
+            Blk* b = st->bins[i];
+            bin_remove(st, b);
+            return b;
+        }
+    }
+    return tree_take(st, size);
+}
+
+/* Give the free, unlinked block b (which was the wilderness if wild) to a
+ * request of size bytes: split off and keep the remainder. */
+static Blk* best_carve(Vmalloc_t* vm, Blk* b, size_t size, int wild)
+{
+    Best_t* st = best_state(vm);
+    size_t have = blk_size(b);
+    if (have - size >= BEST_MINBLK) {
+        Blk* r = (Blk*)((char*)b + size);
+        best_mkfree(r, have - size);
+        if (wild)
+            st->wild = r;
+        else
+            best_link(st, r);
+    } else {
+        size = have;
+        blk_next(b)->head &= ~PFREE;
+    }
+    best_set_busy(vm, b, size, 0);
+    return b;
+}
+
+/* ---- segments and growth ------------------------------------------------ */
+
+/* Lay out a fresh (or wholly free) segment as one free block and a sentinel;
+ * the block becomes the wilderness, the old wilderness goes to the bins. */
+static void best_seg_format(Vmalloc_t* vm, Vmseg_t* seg)
+{
+    Best_t* st = best_state(vm);
+    seg->mflags = 0;
+    seg->mdata = NULL;
+    if ((size_t)(seg->end - seg->data) < BEST_MINBLK + BEST_HDR) {
+        blk_at(seg->data)->head = BUSY; /* too small to hold a block: sentinel only */
+        return;
+    }
+    Blk* b = blk_at(seg->data);
+    seg_sentinel(seg)->head = BUSY;
+    best_mkfree(b, (size_t)((char*)seg_sentinel(seg) - seg->data));
+    if (st->wild)
+        best_link(st, st->wild);
+    st->wild = b;
+    st->wildseg = seg;
+}
+
+/* Grow the wilderness segment in place so the wilderness has size bytes. */
+static int best_extend(Vmalloc_t* vm, size_t size)
+{
+    Best_t* st = best_state(vm);
+    Vmseg_t* seg = st->wildseg;
+    if (!seg)
+        return -1;
+    Blk* sent = seg_sentinel(seg);
+    size_t have = st->wild ? blk_size(st->wild) : 0;
+    size_t used = (size_t)(seg->end - seg->data);
+    size_t grow = size - have;
+    /* Grow generously so that a run of small growths costs few calls. */
+    size_t more = grow > used / 2 ? grow : used / 2;
+    if (vm_seg_resize(vm, seg, used + more) < 0 && vm_seg_resize(vm, seg, used + grow) < 0)
+        return -1;
+    /* Without a wilderness the block before the old sentinel is busy (a free
+     * one would be the wilderness), so the new space starts at the sentinel. */
+    Blk* b = st->wild ? st->wild : sent;
+    seg_sentinel(seg)->head = BUSY;
+    best_mkfree(b, (size_t)((char*)seg_sentinel(seg) - (char*)b));
+    st->wild = b;
+    return 0;
+}
+
+/* Get a new segment able to hold a block of size bytes. */
+static int best_grow(Vmalloc_t* vm, size_t size)
+{
+    size_t want = vm->extent / 2;
+    want = want < BEST_SEGMIN ? BEST_SEGMIN : want > BEST_SEGMAX ? BEST_SEGMAX : want;
+    size_t need = size + BEST_HDR;
+    Vmseg_t* seg = NULL;
+    if (want > need)
+        seg = vm_seg_get(vm, want);
+    if (!seg)
+        seg = vm_seg_get(vm, need);
+    if (!seg)
+        return -1;
+    vm->fault = 0; /* the first, larger try may have failed */
+    best_seg_format(vm, seg);
+    return 0;
+}
+
+/* A huge block in a segment of its own, its data aligned to align. */
+static void* best_huge_alloc(Vmalloc_t* vm, size_t size, size_t align)
+{
+    size_t slack = align > VM_ALIGN ? align : 0;
+    Vmseg_t* seg = vm_seg_get(vm, size + BEST_HDR + slack);
+    if (!seg)
+        return NULL;
+    char* data = align > VM_ALIGN ? vm_ptr_up(seg->data + BEST_HDR, align) : seg->data + BEST_HDR;
+    Blk* b = data_blk(data);
+    seg->mflags = SEG_HUGE;
+    seg->mdata = b;
+    best_set_busy(vm, b, (size_t)(seg->end - (char*)b), HUGE);
+    vm_busy_add(vm, blk_usable(b));
+    return data;
+}
+
+/* ---- the method --------------------------------------------------------- */
+
+/* A busy block of block size bsize, or NULL with the fault recorded. */
+static Blk* best_alloc_blk(Vmalloc_t* vm, size_t bsize)
+{
+    Best_t* st = best_state(vm);
+    Blk* b = best_take(st, bsize);
+    if (b)
+        return best_carve(vm, b, bsize, 0);
+    if (!(st->wild && blk_size(st->wild) >= bsize) && best_extend(vm, bsize) < 0 &&
+        best_grow(vm, bsize) < 0)
+        return NULL;
+    b = st->wild;
+    st->wild = NULL;
+    return best_carve(vm, b, bsize, 1);
+}
+
+/* Free the busy block b; coalesce with free neighbours. A free block that
+ * ends the wilderness segment is the wilderness. */
+static void best_free_blk(Vmalloc_t* vm, Blk* b)
+{
+    Best_t* st = best_state(vm);
+    size_t size = blk_size(b);
+    Blk* nb = blk_next(b);
+    b->head &= ~BUSY; /* if b merges into its predecessor, its stale header must not pass as busy */
+    if (b->head & PFREE) {
+        Blk* pb = blk_prev(b);
+        best_unlink(st, pb);
+        size += blk_size(pb);
+        b = pb;
+    }
+    if (!(nb->head & BUSY)) {
+        best_unlink(st, nb);
+        size += blk_size(nb);
+    }
+    best_mkfree(b, size);
+    if (st->wildseg && blk_next(b) == seg_sentinel(st->wildseg))
+        st->wild = b;
+    else
+        best_link(st, b);
+}
+
+/* Shrink the busy block b to size bytes in place, freeing the tail. */
+static void best_trim(Vmalloc_t* vm, Blk* b, size_t size)
+{
+    size_t have = blk_size(b);
+    if (have - size < BEST_MINBLK)
+        return;
+    best_set_busy(vm, b, size, b->head & PFREE);
+    Blk* r = (Blk*)((char*)b + size);
+    best_set_busy(vm, r, have - size, 0);
+    best_free_blk(vm, r);
+}
+
+static void* best_alloc(Vmalloc_t* vm, size_t size, size_t align)
+{
+    if (align <= VM_ALIGN) {
+        if (size >= BEST_HUGE) {
+            void* p = best_huge_alloc(vm, size, 0);
+            if (p)
+                return p;
+            vm->fault = 0; /* fall back on the shared segments */
+        }
+        Blk* b = best_alloc_blk(vm, best_blksize(size));
+        if (!b)
+            return NULL;
+        vm_busy_add(vm, blk_usable(b));
+        return blk_data(b);
+    }
+    if (align > VM_MAXSIZE || size > VM_MAXSIZE - align) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (size + align >= BEST_HUGE) {
+        void* p = best_huge_alloc(vm, size, align);
+        if (p)
+            return p;
+        vm->fault = 0;
+    }
+    /* Over-allocate, then give back the misaligned front and the excess tail. */
+    size_t bsize = best_blksize(size);
+    Blk* b = best_alloc_blk(vm, bsize + align + BEST_MINBLK);
+    if (!b)
+        return NULL;
+    char* data = vm_ptr_up(blk_data(b), align);
+    if (data != (char*)blk_data(b)) {
+        if ((size_t)(data - (char*)blk_data(b)) < BEST_MINBLK)
+            data += align;
+        Blk* a = data_blk(data);
+        size_t front = (size_t)((char*)a - (char*)b);
+        best_set_busy(vm, a, blk_size(b) - front, 0);
+        best_set_busy(vm, b, front, b->head & PFREE);
+        best_free_blk(vm, b); /* sets a's PFREE */
+        a->check = vm_check(vm, a, a->head & ~PFREE);
+        b = a;
+    }
+    best_trim(vm, b, bsize);
+    vm_busy_add(vm, blk_usable(b));
+    return blk_data(b);
+}
+
+/* The busy block whose data is p, or NULL with VM_BADADDR recorded. Under
+ * VM_TRUST the caller vouches for p and only the header is read. */
+static Blk* best_busy(Vmalloc_t* vm, void* p)
+{
+    Blk* b = data_blk(p);
+    if (vm->flags & VM_TRUST)
+        return b;
+    Vmseg_t* seg = ((uintptr_t)p & (VM_ALIGN - 1)) ? NULL : vm_seg_find(vm, p);
+    if (!seg || (char*)b < seg->data || (char*)p > seg->end)
+        goto bad;
+    if (!(b->head & BUSY) || !best_check_ok(vm, b))
+        goto bad;
+    if (b->head & HUGE) {
+        if (!(seg->mflags & SEG_HUGE) || seg->mdata != b)
+            goto bad;
+    } else if (blk_size(b) < BEST_MINBLK || (char*)b + blk_size(b) > seg->end - BEST_HDR ||
+               (seg->mflags & SEG_HUGE))
+        goto bad;
+    return b;
+bad:
+    vm_fault(vm, VM_BADADDR, p);
+    return NULL;
+}
+
+static int best_free(Vmalloc_t* vm, void* p)
+{
+    Blk* b = best_busy(vm, p);
+    if (!b)
+        return -1;
+    vm_busy_sub(vm, blk_usable(b));
+    if (b->head & HUGE) {
+        Vmseg_t* seg = vm_seg_find(vm, p);
+        if (vm_seg_put(vm, seg) < 0)
+            best_seg_format(vm, seg); /* the discipline keeps it: reuse it */
+        return 0;
+    }
+    best_free_blk(vm, b);
+    return 0;
+}
+
+/* Grow the busy block b in place to size bytes by taking its free successor
+ * and, for the last block of the wilderness segment, extending the segment. */
+static int best_grow_inplace(Vmalloc_t* vm, Blk* b, size_t size)
+{
+    Best_t* st = best_state(vm);
+    Blk* nb = blk_next(b);
+    size_t have = blk_size(b);
+    if (!(nb->head & BUSY)) {
+        if (nb == st->wild && have + blk_size(nb) < size && best_extend(vm, size - have) < 0)
+            return -1;
+        nb = blk_next(b); /* best_extend may have made the wilderness */
+        if (have + blk_size(nb) < size)
+            return -1;
+    } else if (blk_size(nb) == 0 && st->wildseg && nb == seg_sentinel(st->wildseg)) {
+        if (best_extend(vm, size - have) < 0)
+            return -1;
+        nb = blk_next(b);
+    } else
+        return -1;
+    int wild = nb == st->wild;
+    best_unlink(st, nb);
+    size_t total = have + blk_size(nb);
+    blk_next(nb)->head &= ~PFREE;
+    best_set_busy(vm, b, total, b->head & PFREE);
+    if (total - size >= BEST_MINBLK) {
+        Blk* r = (Blk*)((char*)b + size);
+        best_set_busy(vm, b, size, b->head & PFREE);
+        best_mkfree(r, total - size);
+        if (wild)
+            st->wild = r;
+        else
+            best_link(st, r);
+    }
+    return 0;
+}
+
+static void* best_resize(Vmalloc_t* vm, void* p, size_t size, int type)
+{
+    Blk* b = best_busy(vm, p);
+    if (!b)
+        return NULL;
+    size_t old = blk_usable(b);
+    size_t bsize = best_blksize(size);
+    if (b->head & HUGE) {
+        Vmseg_t* seg = vm_seg_find(vm, p);
+        size_t lead = (size_t)((char*)b - seg->data);
+        if (bsize <= blk_size(b) && blk_size(b) - bsize < vm_round(seg->disc))
+            return p; /* not worth a discipline call */
+        if (vm_seg_resize(vm, seg, lead + bsize) == 0) {
+            best_set_busy(vm, b, (size_t)(seg->end - (char*)b), HUGE);
+            vm_busy_resize(vm, old, blk_usable(b));
+            return p;
+        }
+        if (bsize <= blk_size(b))
+            return p;
+    } else if (bsize <= blk_size(b)) {
+        best_trim(vm, b, bsize);
+        vm_busy_resize(vm, old, blk_usable(b));
+        return p;
+    } else if (best_grow_inplace(vm, b, bsize) == 0) {
+        vm_busy_resize(vm, old, blk_usable(b));
+        return p;
+    }
+    return vm_resize_move(vm, p, old, size, type);
+}
+
+static long best_size(Vmalloc_t* vm, void* p)
+{
+    Blk* b = best_busy(vm, p);
+    vm->fault = 0; /* a question, not a call that failed */
+    return b ? (long)blk_usable(b) : -1;
+}
+
+static long best_addr(Vmalloc_t* vm, void* addr)
+{
+    Vmseg_t* seg = vm_seg_find(vm, addr);
+    char* a = addr;
+    if (!seg)
+        return -1;
+    if (seg->mflags & SEG_HUGE) {
+        Blk* b = seg->mdata;
+        return a >= (char*)blk_data(b) && a < (char*)b + blk_size(b) ? a - (char*)blk_data(b) : -1;
+    }
+    if (a < seg->data || a >= seg->end)
+        return -1;
+    for (Blk* b = blk_at(seg->data); blk_size(b) != 0; b = blk_next(b)) {
+        if (a < (char*)b + blk_size(b))
+            return (b->head & BUSY) && a >= (char*)blk_data(b) ? a - (char*)blk_data(b) : -1;
+    }
+    return -1;
+}
+
+static int best_init(Vmalloc_t* vm)
+{
+    if (vm->home)
+        best_seg_format(vm, vm->home);
+    return 0;
+}
+
+static int best_clear(Vmalloc_t* vm)
+{
+    Best_t* st = best_state(vm);
+    memset(st, 0, sizeof *st);
+    /* Huge segments go back; the others become single free blocks. Walk
+     * backwards: vm_seg_put shifts the table's tail. */
+    for (size_t i = vm->nsegs; i-- > 0;) {
+        Vmseg_t* seg = vm->segs[i];
+        if ((seg->mflags & SEG_HUGE) && vm_seg_put(vm, seg) == 0)
+            continue;
+        best_seg_format(vm, seg);
+    }
+    return 0;
+}
+
+static int best_compact(Vmalloc_t* vm)
+{
+    Best_t* st = best_state(vm);
+    for (size_t i = vm->nsegs; i-- > 0;) {
+        Vmseg_t* seg = vm->segs[i];
+        if (seg->mflags & SEG_HUGE)
+            continue;
+        Blk* first = blk_at(seg->data);
+        if (seg != vm->home && blk_size(first) && !(first->head & BUSY) &&
+            blk_next(first) == seg_sentinel(seg)) {
+            best_unlink(st, first);
+            if (st->wildseg == seg)
+                st->wildseg = NULL;
+            if (vm_seg_put(vm, seg) == 0)
+                continue;
+            best_seg_format(vm, seg);
+        }
+    }
+    /* Shorten the wilderness segment to its last busy block. */
+    Vmseg_t* seg = st->wildseg;
+    Blk* w = st->wild;
+    if (seg && w && blk_size(w) > vm_round(seg->disc)) {
+        size_t keep = (size_t)((char*)w - seg->data) + BEST_MINBLK + BEST_HDR;
+        best_unlink(st, w);
+        if (vm_seg_resize(vm, seg, keep) == 0) {
+            seg_sentinel(seg)->head = BUSY;
+            best_mkfree(w, (size_t)((char*)seg_sentinel(seg) - (char*)w));
+        }
+        st->wild = w;
+    }
+    return 0;
+}
+
+static int best_stat(Vmalloc_t* vm, Vmstat_t* st)
+{
+    for (size_t i = 0; i < vm->nsegs; ++i) {
+        Vmseg_t* seg = vm->segs[i];
+        Blk* b = (seg->mflags & SEG_HUGE) ? seg->mdata : blk_at(seg->data);
+        for (; blk_size(b) != 0; b = blk_next(b)) {
+            if (b->head & BUSY) {
+                if (blk_usable(b) > st->m_busy)
+                    st->m_busy = blk_usable(b);
+            } else {
+                st->n_free += 1;
+                st->s_free += blk_size(b);
+                if (blk_size(b) > st->m_free)
+                    st->m_free = blk_size(b);
+            }
+            if (b->head & HUGE)
+                break;
+        }
+    }
+    return 0;
+}
+
+static int best_walk(Vmalloc_t* vm, Vmvisit_f visit, void* arg)
+{
+    for (size_t i = 0; i < vm->nsegs; ++i) {
+        Vmseg_t* seg = vm->segs[i];
+        Blk* b = (seg->mflags & SEG_HUGE) ? seg->mdata : blk_at(seg->data);
+        for (; blk_size(b) != 0; b = blk_next(b)) {
+            if (b->head & BUSY) {
+                int r = visit(vm, blk_data(b), blk_usable(b), seg->disc, arg);
+                if (r != 0)
+                    return r;
+            }
+            if (b->head & HUGE)
+                break;
+        }
+    }
+    return 0;
+}
+
+/* ---- integrity ---------------------------------------------------------- */
+
+/* Is b a plausible free-block address of this region (so it may be read)? */
+static int best_owns(Vmalloc_t* vm, const Blk* b)
+{
+    Vmseg_t* seg = b ? vm_seg_find(vm, b) : NULL;
+    return seg && !(seg->mflags & SEG_HUGE) && (const char*)b >= seg->data &&
+           (const char*)b + BEST_MINBLK <= seg->end - BEST_HDR && ((uintptr_t)b & 15) == 0;
+}
+
+/* Check the tree in order without recursion (a splay tree can be a chain as
+ * long as the number of its nodes): Morris traversal threads and unthreads
+ * right pointers, so a sound tree is left exactly as it was. Counts blocks in
+ * *count; gives up after limit of them. Returns the violations found. */
+static int best_check_tree(Vmalloc_t* vm, Blk* t, size_t* count, size_t limit)
+{
+    int bad = 0;
+    size_t last = 0, steps = 0;
+    while (t) {
+        if (!best_owns(vm, t) || ++steps > 4 * (limit + 1))
+            return bad + 1;
+        Blk* pre = t->left;
+        if (pre) {
+            while (pre->right && pre->right != t) {
+                if (!best_owns(vm, pre->right) || ++steps > 4 * (limit + 1))
+                    return bad + 1;
+                pre = pre->right;
+            }
+            if (!pre->right) { /* first visit: thread and descend */
+                pre->right = t;
+                t = t->left;
+                continue;
+            }
+            pre->right = NULL; /* second visit: unthread */
+        }
+        size_t s = blk_size(t);
+        if ((t->head & BUSY) || s < BEST_BIG || s <= last || t->prev)
+            bad++;
+        last = s;
+        *count += 1;
+        for (Blk *c = t->next, *p = t; c; p = c, c = c->next) {
+            if (!best_owns(vm, c) || *count > limit)
+                return bad + 1;
+            if (blk_size(c) != s || (c->head & BUSY) || c->prev != p)
+                bad++;
+            *count += 1;
+        }
+        t = t->right;
+    }
+    return bad;
+}
+
+static int best_check(Vmalloc_t* vm)
+{
+    Best_t* st = best_state(vm);
+    int bad = 0;
+    size_t nfree = 0, nbusy = 0, sbusy = 0, wildseen = 0;
+    for (size_t i = 0; i < vm->nsegs; ++i) {
+        Vmseg_t* seg = vm->segs[i];
+        if (seg->mflags & SEG_HUGE) {
+            Blk* b = seg->mdata;
+            if ((char*)b < seg->data || !(b->head & HUGE) || !(b->head & BUSY) ||
+                !best_check_ok(vm, b) || (char*)b + blk_size(b) != seg->end) {
+                bad++;
+                continue;
+            }
+            nbusy++;
+            sbusy += blk_usable(b);
+            continue;
+        }
+        int prevfree = 0;
+        Blk* b = blk_at(seg->data);
+        for (;;) {
+            char* pos = (char*)b;
+            if (pos < seg->data || pos > seg->end - BEST_HDR || ((uintptr_t)pos & 15)) {
+                bad++;
+                break;
+            }
+            size_t s = blk_size(b);
+            if (((b->head & PFREE) != 0) != prevfree)
+                bad++;
+            if (s == 0) { /* the sentinel */
+                if (!(b->head & BUSY))
+                    bad++;
+                break;
+            }
+            if (s < BEST_MINBLK || (b->head & HUGE) || pos + s > seg->end - BEST_HDR) {
+                bad++;
+                break;
+            }
+            if (b->head & BUSY) {
+                if (!best_check_ok(vm, b))
+                    bad++;
+                nbusy++;
+                sbusy += blk_usable(b);
+                prevfree = 0;
+            } else {
+                if (prevfree || *blk_footer(b) != s)
+                    bad++;
+                if (b == st->wild) {
+                    wildseen++;
+                    if (seg != st->wildseg || blk_next(b) != seg_sentinel(seg))
+                        bad++;
+                } else {
+                    nfree++;
+                    if (seg == st->wildseg && blk_next(b) == seg_sentinel(seg))
+                        bad++; /* the wilderness, lost */
+                }
+                prevfree = 1;
+            }
+            b = blk_next(b);
+        }
+    }
+    if (st->wild && wildseen != 1)
+        bad++;
+    if (nbusy != vm->n_busy || sbusy != vm->s_busy || vm->s_busy > vm->max_busy)
+        bad++;
+    /* Every free block (bar the wilderness) is in exactly one bin or the tree. */
+    size_t linked = 0;
+    for (int i = 0; i < BEST_NBINS; ++i) {
+        int nonempty = st->bins[i] != NULL;
+        if (nonempty != (int)((st->binmap >> i) & 1))
+            bad++;
+        Blk* prev = NULL;
+        for (Blk* b = st->bins[i]; b; prev = b, b = b->left) {
+            if (!best_owns(vm, b) || linked > nfree) {
+                bad++;
+                break;
+            }
+            if ((b->head & BUSY) || blk_size(b) != BEST_MINBLK + 16 * (size_t)i || b->right != prev)
+                bad++;
+            linked++;
+        }
+    }
+    bad += best_check_tree(vm, st->tree, &linked, nfree);
+    if (linked != nfree)
+        bad++;
+    return bad;
+}
+
+Vmethod_t vm_best_method = {
+    .name = "best",
+    .id = VM_MTBEST,
+    .statesize = sizeof(Best_t),
+    .initf = best_init,
+    .allocf = best_alloc,
+    .freef = best_free,
+    .resizef = best_resize,
+    .addrf = best_addr,
+    .sizef = best_size,
+    .clearf = best_clear,
+    .compactf = best_compact,
+    .statf = best_stat,
+    .walkf = best_walk,
+    .checkf = best_check,
+};
+Vmethod_t* Vmbest = &vm_best_method;
+
+/* Vmheap: a static region (so it exists before any constructor runs) whose
+ * Vmbest state is valid when zero; its segments come from Vmdcsystem. */
+static struct {
+    Vmalloc_t vm;
+    alignas(16) Best_t state;
+} best_heap = {
+    .vm = {
+        .meth = &vm_best_method,
+        .disc = &vm_dc_system,
+        .lock = PTHREAD_MUTEX_INITIALIZER,
+        .segs = best_heap.vm.seginline,
+        .capsegs = VM_INLINE_SEGS,
+    },
+};
+
+Vmalloc_t* vm_heap_region(void) { return &best_heap.vm; }
+Vmalloc_t* Vmheap = &best_heap.vm;
+Vmalloc_t* Vmregion = &best_heap.vm; /* malloc() arrives with its own issue */
