@@ -161,7 +161,11 @@ void* vmresize(Vmalloc_t* vm, void* block, size_t size, int type)
         int locked = vm_lock(vm);
         vm->fault = 0;
         long old = (type & VM_RSCLEAR) ? vm->meth->sizef(vm, block) : 0;
+        int saved = errno;
+        errno = 0;
         void* p = vm->meth->resizef(vm, block, size, type);
+        int err = errno;
+        errno = saved;
         int fault = vm->fault;
         void* obj = vm->faultobj;
         if (p) {
@@ -173,8 +177,8 @@ void* vmresize(Vmalloc_t* vm, void* block, size_t size, int type)
         vm_unlock(vm, locked);
         if (p)
             return p;
-        if (fault == 0) { /* type 0, or no room in place: the block is unchanged */
-            errno = ENOMEM;
+        if (fault == 0) { /* a refusal, or no room in place: the block is unchanged */
+            errno = err ? err : ENOMEM;
             return NULL;
         }
         if (!vm_announce(vm, fault, obj))
