@@ -435,7 +435,11 @@ static void best_free_blk(Vmalloc_t* vm, Blk* b)
     Best_t* st = best_state(vm);
     size_t size = blk_size(b);
     Blk* nb = blk_next(b);
-    b->head &= ~BUSY; /* if b merges into its predecessor, its stale header must not pass as busy */
+    /* If b merges into its predecessor its header stays behind inside the
+     * merged block, later inside user data: erase the check word so no bit
+     * the user writes there can make it pass as busy again. */
+    b->head &= ~BUSY;
+    b->check = 0;
     if (b->head & PFREE) {
         Blk* pb = blk_prev(b);
         best_unlink(st, pb);
