@@ -6,7 +6,8 @@
  *
  * Names and signatures are the paper's, so its Figures 1-3 compile unchanged.
  * Every function accepts a NULL region and answers with an error (-1/NULL and
- * errno), never a crash; vmstat(NULL, ...) and vmwalk(NULL, ...) mean "all".
+ * errno), never a crash, except vmstat(NULL, ...), which reports Vmheap, and
+ * vmwalk(NULL, ...), which walks every region.
  */
 #ifndef VMALLOC_H
 #define VMALLOC_H
@@ -122,6 +123,11 @@ int vmdbwatch(Vmalloc_t* vm, void* addr);
 int vmprofile(Vmalloc_t* vm, int fd);
 int vmtrace(int fd);
 void* vmsegment(Vmalloc_t* vm, void* addr);
+/* vmwalk calls visit(vm, block, size, disc, arg) for every busy block in
+ * address order, stopping at (and returning) the first non-zero answer. The
+ * region is locked during the walk, and vmwalk(NULL, ...) also holds the list
+ * of regions: visit must not call vmalloc functions on the walked region, nor
+ * vmopen/vmclose/vmregion/vmwalk. Collect what it needs and act afterwards. */
 int vmwalk(Vmalloc_t* vm, int (*visit)(Vmalloc_t*, void* block, size_t size, Vmdisc_t*, void* arg),
            void* arg);
 Vmdisc_t* vmdisc(Vmalloc_t* vm, Vmdisc_t* disc);

@@ -348,8 +348,9 @@ static int pool_free(Vmalloc_t* vm, void* block)
 }
 
 /* A pool has one size, so a resize succeeds only in place: when the new size
- * fits the block and the block's address is aligned as C wants an object of
- * the new size. Moving cannot help, whatever type allows. */
+ * fits the block and the alignment C wants for an object of the new size is
+ * one every block of the pool has (balign). Moving cannot help, whatever type
+ * allows. */
 static void* pool_resize(Vmalloc_t* vm, void* block, size_t size, int type)
 {
     Pool_t* pl = pool_state(vm);
