@@ -37,12 +37,12 @@ check-normal:
 	cd build && $(CTEST) $(CTEST_FLAGS)
 
 check-asan:
-	$(CMAKE) -S . -B build-asan -DVMALLOC_SANITIZE=ON
+	$(CMAKE) -S . -B build-asan -DVMALLOC_SANITIZE=ON -DVMALLOC_MALLOC=OFF
 	$(CMAKE) --build build-asan -j$(JOBS)
 	cd build-asan && $(CTEST) $(CTEST_FLAGS) -E '^test_install$$'
 
 check-tsan:
-	$(CMAKE) -S . -B build-tsan -DVMALLOC_TSAN=ON
+	$(CMAKE) -S . -B build-tsan -DVMALLOC_TSAN=ON -DVMALLOC_MALLOC=OFF
 	$(CMAKE) --build build-tsan -j$(JOBS)
 	cd build-tsan && $(CTEST) $(CTEST_FLAGS) -L threads
 

@@ -29,6 +29,9 @@ int main(void)
     Vmstat_t heap0, heap1, heap2, st;
     int bad = 0;
 
+    /* Print first: when libvmalloc is the program's malloc too, stdio's
+     * buffer comes from Vmheap, and it must be there before heap0 is taken. */
+    printf("Figure 2: a region whose segments are Vmheap blocks (heapmem)\n");
     vmstat(Vmheap, &heap0);
     Vmalloc_t* vm = vmopen(&disc, Vmbest, 0);
     if (!vm) {

@@ -142,8 +142,25 @@ void* _vmnewof(Vmalloc_t* vm, void* p, size_t tsize, size_t n, size_t x, int typ
 #define vmoldof(vm, p, type, n, x)                                                             \
     ((type*)_vmnewof((vm), (p), sizeof(type), (size_t)(n), (size_t)(x), VM_RSMOVE | VM_RSCOPY))
 
+/* -DVMFL: calls made from a file compiled with VMFL record __FILE__ and
+ * __LINE__, which trace lines (and later debug and profile reports) name
+ * (paper Figure 9). _vmflinfo notes them for the calling thread's next call. */
+void _vmflinfo(const char* file, int line);
+
 #ifdef __cplusplus
 }
+#endif
+
+#if defined(VMFL) && !defined(__cplusplus)
+#include <stdlib.h> /* declared before the macros below rename the calls */
+#define malloc(n) (_vmflinfo(__FILE__, __LINE__), malloc(n))
+#define calloc(n, m) (_vmflinfo(__FILE__, __LINE__), calloc(n, m))
+#define realloc(p, n) (_vmflinfo(__FILE__, __LINE__), realloc(p, n))
+#define free(p) (_vmflinfo(__FILE__, __LINE__), free(p))
+#define vmalloc(vm, n) (_vmflinfo(__FILE__, __LINE__), vmalloc(vm, n))
+#define vmalign(vm, n, a) (_vmflinfo(__FILE__, __LINE__), vmalign(vm, n, a))
+#define vmfree(vm, p) (_vmflinfo(__FILE__, __LINE__), vmfree(vm, p))
+#define vmresize(vm, p, n, t) (_vmflinfo(__FILE__, __LINE__), vmresize(vm, p, n, t))
 #endif
 
 #endif /* VMALLOC_H */

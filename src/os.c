@@ -9,6 +9,8 @@
 #define _GNU_SOURCE
 #include "vmhdr.h"
 
+#include <fcntl.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <time.h>
@@ -80,3 +82,12 @@ int vm_os_write(int fd, const void* buf, size_t n)
     }
     return 0;
 }
+
+int vm_os_open_append(const char* path)
+{
+    return open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+}
+
+long vm_os_getpid(void) { return (long)getpid(); }
+
+void vm_os_yield(void) { sched_yield(); }

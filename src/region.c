@@ -59,11 +59,6 @@ static int vm_announce(Vmalloc_t* vm, int fault, void* obj)
     return 0;
 }
 
-static inline int vm_tracing(const Vmalloc_t* vm)
-{
-    return (vm->flags & VM_TRACE) && vm_trace_fd >= 0;
-}
-
 /* Zero the usable bytes [from, usable size of p). Locked. */
 static void vm_zero_tail(Vmalloc_t* vm, void* p, long from)
 {
@@ -81,6 +76,9 @@ static void* vm_alloc_call(Vmalloc_t* vm, size_t size, size_t align, int clear)
         errno = EINVAL;
         return NULL;
     }
+    const char* file;
+    int line;
+    vm_fl_take(&file, &line);
     if (size > VM_MAXSIZE) {
         errno = ENOMEM;
         return NULL;
@@ -95,7 +93,7 @@ static void* vm_alloc_call(Vmalloc_t* vm, size_t size, size_t align, int clear)
             if (clear)
                 vm_zero_tail(vm, p, 0);
             if (vm_tracing(vm))
-                vm_trace(vm, NULL, p, size);
+                vm_trace(vm, NULL, p, size, file, line);
         }
         vm_unlock(vm, locked);
         if (p)
@@ -122,6 +120,9 @@ int vmfree(Vmalloc_t* vm, void* block)
         errno = EINVAL;
         return -1;
     }
+    const char* file;
+    int line;
+    vm_fl_take(&file, &line);
     if (!block)
         return 0;
     int locked = vm_lock(vm);
@@ -129,7 +130,7 @@ int vmfree(Vmalloc_t* vm, void* block)
     long size = vm_tracing(vm) ? vm->meth->sizef(vm, block) : 0;
     int r = vm->meth->freef(vm, block);
     if (r == 0 && vm_tracing(vm))
-        vm_trace(vm, block, NULL, (size_t)size);
+        vm_trace(vm, block, NULL, (size_t)size, file, line);
     int fault = vm->fault;
     vm_unlock(vm, locked);
     if (r < 0) {
@@ -151,6 +152,9 @@ void* vmresize(Vmalloc_t* vm, void* block, size_t size, int type)
         (void)vmfree(vm, block);
         return NULL;
     }
+    const char* file;
+    int line;
+    vm_fl_take(&file, &line);
     if (size > VM_MAXSIZE) {
         errno = ENOMEM;
         return NULL;
@@ -172,7 +176,7 @@ void* vmresize(Vmalloc_t* vm, void* block, size_t size, int type)
             if (type & VM_RSCLEAR)
                 vm_zero_tail(vm, p, (p == block || (type & VM_RSCOPY)) ? old : 0);
             if (vm_tracing(vm))
-                vm_trace(vm, block, p, size);
+                vm_trace(vm, block, p, size, file, line);
         }
         vm_unlock(vm, locked);
         if (p)
@@ -267,6 +271,8 @@ int vmclear(Vmalloc_t* vm)
     }
     int locked = vm_lock(vm);
     vm->secret = vm_os_random(); /* every old header check word is now stale */
+    if (vm_tracing(vm))
+        vm_trace_region(vm, "clear");
     int r = vm->meth->clearf(vm);
     vm->n_busy = vm->s_busy = vm->max_busy = 0;
     vm_unlock(vm, locked);
@@ -437,6 +443,8 @@ Vmalloc_t* vmopen(Vmdisc_t* disc, Vmethod_t* meth, int flags)
     vm->next = vm_list;
     vm_list = vm;
     pthread_mutex_unlock(&vm_list_lock);
+    if (vm_tracing(vm))
+        vm_trace_region(vm, "open");
     return vm;
 }
 
@@ -483,6 +491,8 @@ int vmclose(Vmalloc_t* vm)
         return -1;
     }
     int locked = vm_lock(vm); /* wait for calls in progress */
+    if (vm_tracing(vm))
+        vm_trace_region(vm, "close");
     vm_seg_release_all(vm);
     Vmseg_t* home = vm->home;
     Vmdisc_t* hdisc = home->disc;
@@ -551,3 +561,39 @@ int vmwalk(Vmalloc_t* vm, Vmvisit_f visit, void* arg)
     pthread_mutex_unlock(&vm_list_lock);
     return r;
 }
+
+/* ---- fork ---------------------------------------------------------------- */
+
+/* Take every lock in the library's order: the region list, each open region
+ * (newest first: a region made over another region is newer than it, and its
+ * discipline takes the other's lock inside its own), Vmheap, the sbrk
+ * discipline's lock, the trace buffer. Released in reverse by the handlers
+ * below, in the parent and in the child. */
+void vm_fork_prepare(void)
+{
+    pthread_mutex_lock(&vm_list_lock);
+    for (Vmalloc_t* vm = vm_list; vm; vm = vm->next)
+        if (!(vm->flags & VM_TRUST))
+            pthread_mutex_lock(&vm->lock);
+    Vmalloc_t* heap = vm_heap_region();
+    if (!(heap->flags & VM_TRUST))
+        pthread_mutex_lock(&heap->lock);
+    vm_sbrk_lock();
+    vm_trace_fork_prepare();
+}
+
+void vm_fork_parent(void)
+{
+    vm_trace_fork_after();
+    vm_sbrk_unlock();
+    Vmalloc_t* heap = vm_heap_region();
+    if (!(heap->flags & VM_TRUST))
+        pthread_mutex_unlock(&heap->lock);
+    for (Vmalloc_t* vm = vm_list; vm; vm = vm->next)
+        if (!(vm->flags & VM_TRUST))
+            pthread_mutex_unlock(&vm->lock);
+    pthread_mutex_unlock(&vm_list_lock);
+}
+
+/* The child is one thread, the one that forked, which holds every lock. */
+void vm_fork_child(void) { vm_fork_parent(); }

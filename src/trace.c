@@ -1,26 +1,94 @@
 /*
  * trace.c — trace lines in the paper's format (Figure 10):
- *     old:new:size:region:method:
- * an allocation is 0x0:NEW:size:..., a free OLD:0x0:size:... (the size of the
- * freed block), a resize OLD:NEW:newsize:... . One write() per line, so lines
- * from several threads never interleave, and no allocation while formatting:
- * the trace can follow the allocator that serves printf itself.
+ *     old:new:size:region:method:[file,line:]
+ * an allocation is 0x0:NEW:size:..., a free OLD:0x0:size:... (the usable size
+ * of the freed block), a resize OLD:NEW:newsize:... . Regions are announced
+ * by records of their own, 0x0:0x0:0:REGION:METHOD:open: (and clear:,
+ * close:); no allocation record has both addresses 0x0, so a replayer tells
+ * them apart by that.
  *
- * Regions opened with VM_TRACE (or given it by vmset) write to the descriptor
- * set by vmtrace(); -1, the default, writes nothing.
+ * Lines are formatted without allocating (the trace follows the allocator
+ * that serves printf itself) into one process-wide buffer guarded by a mutex,
+ * written out when full, when vmtrace() changes the descriptor, at exit (after
+ * which lines go straight out, for allocations in later destructors), around
+ * fork() and, for programs that preload libvmalloc.so, before exec.
+ *
+ * Regions opened with VM_TRACE (or given it by vmset) are traced; with
+ * vm_trace_all (VMTRACE in the environment) every region is.
  */
 #include "vmhdr.h"
 
 int vm_trace_fd = -1;
+int vm_trace_all;
+
+static pthread_mutex_t trace_lock = PTHREAD_MUTEX_INITIALIZER;
+static char trace_buf[1 << 16];
+static size_t trace_len;
+static int trace_direct; /* set at exit: no buffering from then on */
+
+/* The file and line a -DVMFL caller noted for its next call on this thread. */
+static __thread const char* trace_file __attribute__((tls_model("initial-exec")));
+static __thread int trace_line __attribute__((tls_model("initial-exec")));
+
+void _vmflinfo(const char* file, int line)
+{
+    trace_file = file;
+    trace_line = line;
+}
+
+void vm_fl_take(const char** file, int* line)
+{
+    *file = trace_file;
+    *line = trace_line;
+    trace_file = NULL;
+}
+
+/* Write what is buffered. trace_lock held. */
+static void trace_drain_locked(void)
+{
+    if (trace_len && vm_trace_fd >= 0)
+        (void)vm_os_write(vm_trace_fd, trace_buf, trace_len);
+    trace_len = 0;
+}
+
+void vm_trace_flush(void)
+{
+    pthread_mutex_lock(&trace_lock);
+    trace_drain_locked();
+    pthread_mutex_unlock(&trace_lock);
+}
 
 int vmtrace(int fd)
 {
-    return __atomic_exchange_n(&vm_trace_fd, fd, __ATOMIC_RELAXED);
+    pthread_mutex_lock(&trace_lock);
+    trace_drain_locked(); /* what was traced so far belongs to the old descriptor */
+    int old = vm_trace_fd;
+    vm_trace_fd = fd;
+    pthread_mutex_unlock(&trace_lock);
+    return old;
 }
 
-static char* put_str(char* p, const char* s)
+/* fork(): the buffer is written out and the lock held across, so neither
+ * process inherits half a line or a lock held by a thread that is gone. */
+void vm_trace_fork_prepare(void)
 {
-    while (*s)
+    pthread_mutex_lock(&trace_lock);
+    trace_drain_locked();
+}
+
+void vm_trace_fork_after(void) { pthread_mutex_unlock(&trace_lock); }
+
+__attribute__((destructor)) static void trace_at_exit(void)
+{
+    pthread_mutex_lock(&trace_lock);
+    trace_drain_locked();
+    trace_direct = 1;
+    pthread_mutex_unlock(&trace_lock);
+}
+
+static char* put_str(char* p, const char* s, size_t max)
+{
+    while (*s && max--)
         *p++ = *s++;
     return p;
 }
@@ -53,12 +121,26 @@ static char* put_dec(char* p, size_t v)
     return p;
 }
 
-void vm_trace(Vmalloc_t* vm, const void* old, const void* new, size_t size)
+static void trace_emit(const char* line, size_t n)
 {
-    int fd = __atomic_load_n(&vm_trace_fd, __ATOMIC_RELAXED);
-    if (fd < 0)
-        return;
-    char line[128], *p = line;
+    pthread_mutex_lock(&trace_lock);
+    if (trace_direct) {
+        if (vm_trace_fd >= 0)
+            (void)vm_os_write(vm_trace_fd, line, n);
+    } else {
+        if (trace_len + n > sizeof trace_buf)
+            trace_drain_locked();
+        memcpy(trace_buf + trace_len, line, n);
+        trace_len += n;
+    }
+    pthread_mutex_unlock(&trace_lock);
+}
+
+/* One record; what is NULL prints 0x0, file NULL leaves out "file,line:". */
+static void trace_record(Vmalloc_t* vm, const void* old, const void* new, size_t size,
+                         const char* what, const char* file, int line)
+{
+    char buf[512], *p = buf;
     p = put_hex(p, (uintptr_t)old);
     *p++ = ':';
     p = put_hex(p, (uintptr_t)new);
@@ -67,8 +149,28 @@ void vm_trace(Vmalloc_t* vm, const void* old, const void* new, size_t size)
     *p++ = ':';
     p = put_hex(p, (uintptr_t)vm);
     *p++ = ':';
-    p = put_str(p, vm->meth->name);
+    p = put_str(p, vm->meth->name, 16);
     *p++ = ':';
+    if (what) {
+        p = put_str(p, what, 16);
+        *p++ = ':';
+    } else if (file) {
+        p = put_str(p, file, 400);
+        *p++ = ',';
+        p = put_dec(p, line < 0 ? 0 : (size_t)line);
+        *p++ = ':';
+    }
     *p++ = '\n';
-    (void)vm_os_write(fd, line, (size_t)(p - line));
+    trace_emit(buf, (size_t)(p - buf));
+}
+
+void vm_trace(Vmalloc_t* vm, const void* old, const void* new, size_t size, const char* file,
+              int line)
+{
+    trace_record(vm, old, new, size, NULL, file, line);
+}
+
+void vm_trace_region(Vmalloc_t* vm, const char* what)
+{
+    trace_record(vm, NULL, NULL, 0, what, NULL, 0);
 }

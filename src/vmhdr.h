@@ -221,8 +221,31 @@ extern Vmalloc_t* vm_list;           /* open regions, Vmheap first */
 void* vm_resize_move(Vmalloc_t* vm, void* block, size_t oldsize, size_t size, int type);
 
 /* trace.c */
-void vm_trace(Vmalloc_t* vm, const void* old, const void* new, size_t size);
-extern int vm_trace_fd;
+extern int vm_trace_fd;  /* where trace lines go; -1: nowhere */
+extern int vm_trace_all; /* trace every region, not only those with VM_TRACE */
+/* Is a call on vm to be traced? */
+static inline int vm_tracing(const Vmalloc_t* vm)
+{
+    return vm_trace_fd >= 0 && ((vm->flags & VM_TRACE) || vm_trace_all);
+}
+/* A record for a call; file NULL when the caller was not built with VMFL. */
+void vm_trace(Vmalloc_t* vm, const void* old, const void* new, size_t size, const char* file,
+              int line);
+/* A region record: what is "open", "clear" or "close". */
+void vm_trace_region(Vmalloc_t* vm, const char* what);
+/* Take (and forget) the file and line the calling thread noted with VMFL. */
+void vm_fl_take(const char** file, int* line);
+void vm_trace_flush(void);
+void vm_trace_fork_prepare(void);
+void vm_trace_fork_after(void);
+/* region.c: every lock of the library, taken before fork and released after
+ * it in the parent and in the child. */
+void vm_fork_prepare(void);
+void vm_fork_parent(void);
+void vm_fork_child(void);
+/* disc/sbrk.c: its lock, for fork. */
+void vm_sbrk_lock(void);
+void vm_sbrk_unlock(void);
 
 /* The built-in objects, for static initialisers. */
 extern Vmethod_t vm_best_method, vm_pool_method, vm_last_method;
@@ -239,5 +262,9 @@ int vm_os_purge(void* addr, size_t size);                /* drop the pages' cont
 void* vm_os_sbrk(intptr_t incr);                         /* (void*)-1 on failure */
 uint64_t vm_os_random(void);
 int vm_os_write(int fd, const void* buf, size_t n);      /* all of it, or -1 */
+int vm_os_open_append(const char* path); /* write-only, created, appended to (never truncated:
+                                          * an exec keeps the pid, so %p names the same file) */
+long vm_os_getpid(void);
+void vm_os_yield(void);
 
 #endif /* VMHDR_H */

@@ -1,11 +1,13 @@
-# exports.cmake — what libvmalloc.so exports: the public API of vmalloc.h and
-# nothing else. Run as: cmake -DLIB=path/to/libvmalloc.so -P exports.cmake
+# exports.cmake — what libvmalloc.so exports: the public API of vmalloc.h,
+# and the malloc interface exactly when it was built with it.
+# Run as: cmake -DLIB=path/to/libvmalloc.so -DMALLOC=ON|OFF -P exports.cmake
 #
-# Fails if the library defines any malloc-family symbol (in this issue a
-# program linked with vmalloc keeps libc's malloc), if it exports a function
-# or object whose name is not public (vm/Vm followed by a lower-case letter,
-# or _vmnewof), or if a name of the API is missing (which would also mean
-# the nm output was not understood).
+# With MALLOC=OFF it fails if the library defines any malloc-family symbol (a
+# program linked with it keeps libc's malloc); with MALLOC=ON it fails if any
+# of them (or the exec wrappers that flush traces) is missing. Either way it
+# fails if the library exports a function or object whose name is not public
+# (vm/Vm followed by a lower-case letter, _vmnewof, _vmflinfo), or if a name of
+# the API is missing (which would also mean the nm output was not understood).
 
 if(NOT LIB OR NOT EXISTS "${LIB}")
   message(FATAL_ERROR "exports.cmake: LIB='${LIB}' is not a file")
@@ -18,10 +20,11 @@ if(NOT rc EQUAL 0)
 endif()
 
 set(malloc_family malloc free calloc realloc reallocarray memalign posix_memalign
-  aligned_alloc valloc pvalloc malloc_usable_size)
+  aligned_alloc valloc pvalloc malloc_usable_size mallopt malloc_trim mallinfo2 malloc_stats
+  execve execv execvp execvpe execl execlp execle)
 set(api vmopen vmclose vmclear vmcompact vmalloc vmalign vmfree vmresize vmstat vmaddr
   vmsize vmregion vmset vmstrdup vmdbcheck vmdbwatch vmprofile vmtrace vmsegment vmwalk
-  vmdisc _vmnewof Vmbest Vmpool Vmlast Vmdebug Vmprofile Vmdcsystem Vmdcsbrk Vmdcheap
+  vmdisc _vmnewof _vmflinfo Vmbest Vmpool Vmlast Vmdebug Vmprofile Vmdcsystem Vmdcsbrk Vmdcheap
   Vmheap Vmregion)
 
 string(REPLACE "\n" ";" lines "${out}")
@@ -41,11 +44,17 @@ foreach(line IN LISTS lines)
   list(APPEND seen "${name}")
   list(FIND malloc_family "${name}" i)
   if(NOT i EQUAL -1)
-    string(APPEND errors "  defines the malloc-family symbol '${name}' (type ${type})\n")
-  elseif(NOT name MATCHES "^[vV]m[a-z]" AND NOT name STREQUAL "_vmnewof")
+    if(NOT MALLOC)
+      string(APPEND errors "  defines the malloc-family symbol '${name}' (type ${type})\n")
+    endif()
+  elseif(NOT name MATCHES "^[vV]m[a-z]" AND NOT name STREQUAL "_vmnewof"
+         AND NOT name STREQUAL "_vmflinfo")
     string(APPEND errors "  exports the non-public symbol '${name}' (type ${type})\n")
   endif()
 endforeach()
+if(MALLOC)
+  list(APPEND api ${malloc_family})
+endif()
 foreach(name IN LISTS api)
   list(FIND seen "${name}" i)
   if(i EQUAL -1)
@@ -57,4 +66,8 @@ if(errors)
   message(FATAL_ERROR "${LIB}:\n${errors}")
 endif()
 list(LENGTH seen n)
-message(STATUS "${LIB}: ${n} exported symbols, all public, no malloc family")
+if(MALLOC)
+  message(STATUS "${LIB}: ${n} exported symbols: the public API and the malloc interface")
+else()
+  message(STATUS "${LIB}: ${n} exported symbols, all public, no malloc family")
+endif()

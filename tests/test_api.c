@@ -919,6 +919,19 @@ static void expect_line(char** cur, const void* old, const void* new, size_t siz
     *cur = nl + 1;
 }
 
+/* A region record: 0x0:0x0:0:REGION:METHOD:what: */
+static void expect_region(char** cur, const Vmalloc_t* vm, const char* meth, const char* what)
+{
+    char want[256];
+    snprintf(want, sizeof want, "0x0:0x0:0:0x%" PRIxPTR ":%s:%s:", (uintptr_t)vm, meth, what);
+    char* nl = strchr(*cur, '\n');
+    CHECK(nl, "trace ended; expected '%s'", want);
+    *nl = 0;
+    CHECK(strcmp(*cur, want) == 0, "trace line '%s', expected '%s'", *cur, want);
+    *cur = nl + 1;
+}
+
+/* Lines are buffered: vmtrace(-1) writes them to the old descriptor. */
 static void test_trace(void)
 {
     int fds[2];
@@ -958,6 +971,9 @@ static void test_trace(void)
     close(fds[0]);
 
     char* cur = buf;
+    expect_region(&cur, vm, "best", "open");
+    expect_region(&cur, pool, "pool", "open");
+    expect_region(&cur, last, "last", "open");
     expect_line(&cur, NULL, a, 10, vm, "best");
     expect_line(&cur, a, b, 5000, vm, "best");
     expect_line(&cur, b, NULL, bsz, vm, "best");

@@ -55,3 +55,6 @@ static void* sbrk_memory(Vmalloc_t* vm, void* addr, size_t csz, size_t nsz, Vmdi
 
 Vmdisc_t vm_dc_sbrk = {sbrk_memory, NULL, 0};
 Vmdisc_t* Vmdcsbrk = &vm_dc_sbrk;
+
+void vm_sbrk_lock(void) { pthread_mutex_lock(&sbrk_lock); }
+void vm_sbrk_unlock(void) { pthread_mutex_unlock(&sbrk_lock); }

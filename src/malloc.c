@@ -1,0 +1,510 @@
+/*
+ * malloc.c — the malloc-compatible interface (paper §4): malloc, free,
+ * calloc, realloc, reallocarray, memalign, posix_memalign, aligned_alloc,
+ * valloc, pvalloc, malloc_usable_size, and answers for mallopt, malloc_trim,
+ * mallinfo2 and malloc_stats. Compiled in only with VMALLOC_MALLOC=ON.
+ *
+ * Every call goes to Vmregion (Vmheap unless the program or the environment
+ * says otherwise). A block freed or resized that Vmregion does not own is
+ * looked up with vmregion() and handed to its own region; a pointer no
+ * region owns (memory from before a preload, a stack or static address) is
+ * ignored by free() and refused by realloc(): never corruption.
+ *
+ * The environment is read once, at the first allocation (which may come from
+ * the dynamic loader, before any constructor): one table of options, each
+ * with its name in VMALLOC_OPTIONS and, where the paper has one, its own
+ * variable (VMETHOD, VMDEBUG, VMTRACE, VMPROFILE), which wins. Nothing here
+ * allocates while reading it, so the first malloc can set the heap up.
+ */
+#define _GNU_SOURCE
+#include "vmhdr.h"
+
+#include <malloc.h>
+#include <stdlib.h>
+
+/* ---- the options table --------------------------------------------------- */
+
+typedef struct mal_option_s {
+    const char* name; /* key in VMALLOC_OPTIONS */
+    const char* env;  /* the paper's own variable, or NULL */
+    int value;        /* takes "=value" */
+    const char* doc;
+} Mal_option_t;
+
+enum { OPT_METHOD, OPT_TRACE, OPT_DEBUG, OPT_ABORT, OPT_CHECK, OPT_WATCH, OPT_PROFILE, OPT_WARN };
+
+static const Mal_option_t mal_options[] = {
+    [OPT_METHOD] = {"method", "VMETHOD", 1, "method of the malloc region: best, last, pool, debug, profile"},
+    [OPT_TRACE] = {"trace", "VMTRACE", 1, "write a trace line per call to this path (%p: the process id)"},
+    [OPT_DEBUG] = {"debug", "VMDEBUG", 0, "select Vmdebug (VMDEBUG=1[,addr,...][,a])"},
+    [OPT_ABORT] = {"abort", NULL, 0, "Vmdebug: abort at the first error"},
+    [OPT_CHECK] = {"check", NULL, 0, "Vmdebug: check the whole heap at every call"},
+    [OPT_WATCH] = {"watch", NULL, 1, "Vmdebug: report calls that meet this address"},
+    [OPT_PROFILE] = {"profile", "VMPROFILE", 1, "select Vmprofile; write the profile to this path at exit"},
+    [OPT_WARN] = {"warn", NULL, 1, "where vmalloc's warnings go (default: standard error)"},
+};
+#define MAL_NOPTIONS ((int)(sizeof mal_options / sizeof mal_options[0]))
+
+static int mal_warn_fd = 2;
+
+/* One line "vmalloc: <a><b><c>" on the warning descriptor. */
+static void mal_warn(const char* a, const char* b, const char* c)
+{
+    char line[512];
+    size_t n = 0;
+    const char* parts[] = {"vmalloc: ", a, b, c, "\n"};
+    for (int i = 0; i < 5; ++i)
+        for (const char* s = parts[i]; s && *s && n < sizeof line - 2; ++s)
+            line[n++] = *s;
+    if (line[n - 1] != '\n')
+        line[n++] = '\n';
+    (void)vm_os_write(mal_warn_fd, line, n);
+}
+
+/* path with %p replaced by the process id, into buf. */
+static const char* mal_path(const char* path, char* buf, size_t size)
+{
+    size_t n = 0;
+    for (const char* s = path; *s && n + 24 < size; ++s) {
+        if (s[0] == '%' && s[1] == 'p') {
+            char tmp[24];
+            int k = 0;
+            long pid = vm_os_getpid();
+            do {
+                tmp[k++] = (char)('0' + pid % 10);
+                pid /= 10;
+            } while (pid);
+            while (k)
+                buf[n++] = tmp[--k];
+            ++s;
+        } else
+            buf[n++] = *s;
+    }
+    buf[n] = 0;
+    return buf;
+}
+
+static int mal_strieq(const char* a, const char* b, size_t n)
+{
+    for (size_t i = 0; i < n; ++i) {
+        char x = a[i], y = b[i];
+        if (x >= 'A' && x <= 'Z')
+            x = (char)(x - 'A' + 'a');
+        if (x != y)
+            return 0;
+    }
+    return b[n] == 0;
+}
+
+/* The method named by s (length n): "best" or "Vmbest" and so on. */
+static const char* mal_method_name(const char* s, size_t n)
+{
+    static const char* names[] = {"best", "last", "pool", "debug", "profile"};
+    if (n > 2 && (s[0] == 'v' || s[0] == 'V') && (s[1] == 'm' || s[1] == 'M')) {
+        s += 2;
+        n -= 2;
+    }
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; ++i)
+        if (mal_strieq(s, names[i], n))
+            return names[i];
+    return NULL;
+}
+
+typedef struct mal_settings_s {
+    const char* value[MAL_NOPTIONS]; /* NULL: not given */
+    size_t len[MAL_NOPTIONS];
+} Mal_settings_t;
+
+static void mal_set(Mal_settings_t* st, int opt, const char* v, size_t n)
+{
+    st->value[opt] = v;
+    st->len[opt] = n;
+}
+
+/* VMALLOC_OPTIONS=name[=value],... */
+static void mal_parse_options(Mal_settings_t* st, const char* s)
+{
+    while (s && *s) {
+        const char* end = s;
+        while (*end && *end != ',')
+            ++end;
+        const char* eq = s;
+        while (eq < end && *eq != '=')
+            ++eq;
+        size_t klen = (size_t)(eq - s);
+        int found = 0;
+        for (int i = 0; i < MAL_NOPTIONS; ++i) {
+            if (strlen(mal_options[i].name) == klen && memcmp(mal_options[i].name, s, klen) == 0) {
+                const char* v = eq < end ? eq + 1 : "";
+                mal_set(st, i, v, (size_t)(end - v));
+                found = 1;
+            }
+        }
+        if (!found && klen > 0) {
+            char key[64];
+            size_t k = klen < sizeof key - 1 ? klen : sizeof key - 1;
+            memcpy(key, s, k);
+            key[k] = 0;
+            mal_warn("VMALLOC_OPTIONS: unknown option '", key, "' ignored");
+        }
+        s = *end ? end + 1 : end;
+    }
+}
+
+/* Open a path (with %p) for writing; -1 with a warning on failure. */
+static int mal_open(const char* what, const char* v, size_t n)
+{
+    char raw[4096], path[4200];
+    if (n >= sizeof raw) {
+        mal_warn(what, ": path too long", "");
+        return -1;
+    }
+    memcpy(raw, v, n);
+    raw[n] = 0;
+    int fd = vm_os_open_append(mal_path(raw, path, sizeof path));
+    if (fd < 0)
+        mal_warn(what, ": cannot open ", path);
+    return fd;
+}
+
+/* Read the environment and set Vmregion up. Allocates nothing. */
+static void mal_configure(void)
+{
+    Mal_settings_t st;
+    memset(&st, 0, sizeof st);
+    mal_parse_options(&st, getenv("VMALLOC_OPTIONS"));
+    for (int i = 0; i < MAL_NOPTIONS; ++i) {
+        const char* v = mal_options[i].env ? getenv(mal_options[i].env) : NULL;
+        if (v)
+            mal_set(&st, i, v, strlen(v));
+    }
+    if (st.value[OPT_WARN]) {
+        int fd = mal_open("warn", st.value[OPT_WARN], st.len[OPT_WARN]);
+        if (fd >= 0)
+            mal_warn_fd = fd;
+    }
+    /* Vmdebug and Vmprofile are another issue's: say so once, keep Vmbest. */
+    if (st.value[OPT_DEBUG] || st.value[OPT_ABORT] || st.value[OPT_CHECK] || st.value[OPT_WATCH])
+        mal_warn("Vmdebug is not available yet: debug settings ignored, using Vmbest", "", "");
+    if (st.value[OPT_PROFILE])
+        mal_warn("Vmprofile is not available yet: profile setting ignored, using Vmbest", "", "");
+    if (st.value[OPT_METHOD]) {
+        const char* name = mal_method_name(st.value[OPT_METHOD], st.len[OPT_METHOD]);
+        Vmethod_t* meth = NULL;
+        if (!name) {
+            char bad[64];
+            size_t k = st.len[OPT_METHOD] < sizeof bad - 1 ? st.len[OPT_METHOD] : sizeof bad - 1;
+            memcpy(bad, st.value[OPT_METHOD], k);
+            bad[k] = 0;
+            mal_warn("unknown method '", bad, "' (best, last, pool, debug, profile): using Vmbest");
+        } else if (strcmp(name, "last") == 0)
+            meth = Vmlast;
+        else if (strcmp(name, "pool") == 0)
+            meth = Vmpool;
+        else if (strcmp(name, "debug") == 0 || strcmp(name, "profile") == 0) {
+            if (!st.value[OPT_DEBUG] && !st.value[OPT_PROFILE])
+                mal_warn("method ", name, " is not available yet: using Vmbest");
+        }
+        if (meth) {
+            Vmalloc_t* vm = vmopen(Vmdcsystem, meth, 0);
+            if (vm)
+                Vmregion = vm;
+            else
+                mal_warn("cannot open the ", name, " region: using Vmbest");
+        }
+    }
+    if (st.value[OPT_TRACE]) {
+        int fd = mal_open("trace", st.value[OPT_TRACE], st.len[OPT_TRACE]);
+        if (fd >= 0) {
+            vm_trace_all = 1;
+            (void)vmtrace(fd);
+            if (Vmregion != Vmheap)
+                vm_trace_region(Vmregion, "open");
+        }
+    }
+}
+
+/* 0: nothing done; 1: a thread is configuring; 2: ready. */
+static int mal_state;
+
+static void mal_init_slow(void)
+{
+    int expect = 0;
+    if (__atomic_compare_exchange_n(&mal_state, &expect, 1, 0, __ATOMIC_ACQ_REL,
+                                    __ATOMIC_ACQUIRE)) {
+        mal_configure();
+        __atomic_store_n(&mal_state, 2, __ATOMIC_RELEASE);
+        return;
+    }
+    /* Another thread is reading the environment; it allocates nothing, so it
+     * is never this thread re-entering. Wait for Vmregion to be settled. */
+    while (__atomic_load_n(&mal_state, __ATOMIC_ACQUIRE) != 2)
+        vm_os_yield();
+}
+
+static inline Vmalloc_t* mal_region(void)
+{
+    if (__builtin_expect(__atomic_load_n(&mal_state, __ATOMIC_ACQUIRE) != 2, 0))
+        mal_init_slow();
+    return Vmregion;
+}
+
+/* Fork handlers are registered by a constructor: by then libc is ready,
+ * which the very first malloc (from the dynamic loader) cannot count on. */
+__attribute__((constructor)) static void mal_constructor(void)
+{
+    (void)mal_region();
+    pthread_atfork(vm_fork_prepare, vm_fork_parent, vm_fork_child);
+}
+
+/* ---- the malloc family --------------------------------------------------- */
+
+/* Whose block is p: vm if it is busy there, else the region vmregion()
+ * finds, else NULL. The fast case costs one validation. */
+static Vmalloc_t* mal_owner(Vmalloc_t* vm, void* p)
+{
+    if (vmsize(vm, p) >= 0)
+        return vm;
+    Vmalloc_t* r = vmregion(p);
+    return r && vmsize(r, p) >= 0 ? r : (r == vm ? vm : NULL);
+}
+
+/* Every block is aligned for max_align_t, except in a pool: its one size
+ * fixes its blocks' alignment (C's rule: what an object of that size needs),
+ * and asking for more would refuse every size whose blocks cannot give it. */
+static inline void* mal_alloc(Vmalloc_t* vm, size_t n)
+{
+    return vm->meth == &vm_pool_method ? vmalloc(vm, n) : vmalign(vm, n, VM_ALIGN);
+}
+
+void* malloc(size_t n) { return mal_alloc(mal_region(), n); }
+
+void free(void* p)
+{
+    if (!p)
+        return;
+    int e = errno;
+    Vmalloc_t* vm = mal_region();
+    if (vmfree(vm, p) < 0) {
+        /* Another region's block, or nobody's (then it is left alone). */
+        Vmalloc_t* r = vmregion(p);
+        if (r && r != vm)
+            (void)vmfree(r, p);
+    }
+    errno = e;
+}
+
+void* calloc(size_t n, size_t m)
+{
+    size_t size;
+    if (__builtin_mul_overflow(n, m, &size)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    void* p = mal_alloc(mal_region(), size);
+    if (p)
+        memset(p, 0, size);
+    return p;
+}
+
+/* Bytes of p that a moving realloc may copy: its usable size, or — Vmlast
+ * keeps none for blocks but the last — what is left of its busy span. */
+typedef struct {
+    char* p;
+    size_t room;
+} Mal_span_t;
+
+static int mal_span_visit(Vmalloc_t* vm, void* block, size_t size, Vmdisc_t* disc, void* arg)
+{
+    (void)vm;
+    (void)disc;
+    Mal_span_t* s = arg;
+    if (s->p >= (char*)block && s->p < (char*)block + size) {
+        s->room = (size_t)((char*)block + size - s->p);
+        return 1;
+    }
+    return 0;
+}
+
+static size_t mal_copysize(Vmalloc_t* vm, void* p)
+{
+    long n = vmsize(vm, p);
+    if (n >= 0)
+        return (size_t)n;
+    Mal_span_t s = {p, 0};
+    (void)vmwalk(vm, mal_span_visit, &s);
+    return s.room;
+}
+
+void* realloc(void* p, size_t n)
+{
+    Vmalloc_t* vm = mal_region();
+    if (!p)
+        return mal_alloc(vm, n);
+    if (n == 0) { /* glibc: free and return NULL */
+        free(p);
+        return NULL;
+    }
+    Vmalloc_t* own = mal_owner(vm, p);
+    if (!own) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (own->meth == &vm_best_method) /* moves keep 16-byte alignment */
+        return vmresize(own, p, n, VM_RSCOPY);
+    void* q = vmresize(own, p, n, 0);
+    if (q)
+        return q;
+    /* Vmlast/Vmpool: move by hand, so the new block is aligned as malloc's. */
+    q = mal_alloc(own, n);
+    if (!q)
+        return NULL;
+    size_t keep = mal_copysize(own, p);
+    memcpy(q, p, keep < n ? keep : n);
+    (void)vmfree(own, p);
+    return q;
+}
+
+void* reallocarray(void* p, size_t n, size_t m)
+{
+    size_t size;
+    if (__builtin_mul_overflow(n, m, &size)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return realloc(p, size);
+}
+
+static size_t mal_pow2_up(size_t a)
+{
+    size_t p = VM_ALIGN;
+    while (p < a && p <= VM_MAXSIZE)
+        p <<= 1;
+    return p;
+}
+
+void* memalign(size_t align, size_t n)
+{
+    if (align > VM_MAXSIZE) {
+        errno = EINVAL;
+        return NULL;
+    }
+    return vmalign(mal_region(), n, mal_pow2_up(align));
+}
+
+void* aligned_alloc(size_t align, size_t n)
+{
+    if (!vm_is_pow2(align)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    return memalign(align, n);
+}
+
+int posix_memalign(void** pp, size_t align, size_t n)
+{
+    if (!vm_is_pow2(align) || align % sizeof(void*) != 0)
+        return EINVAL;
+    int e = errno;
+    void* p = memalign(align, n);
+    errno = e;
+    if (!p)
+        return ENOMEM;
+    *pp = p;
+    return 0;
+}
+
+void* valloc(size_t n) { return memalign(vm_os_pagesize(), n); }
+
+void* pvalloc(size_t n)
+{
+    size_t page = vm_os_pagesize();
+    size_t size = vm_align_up(n ? n : 1, page);
+    if (size < n) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return memalign(page, size);
+}
+
+size_t malloc_usable_size(void* p)
+{
+    if (!p)
+        return 0;
+    Vmalloc_t* own = mal_owner(mal_region(), p);
+    long n = own ? vmsize(own, p) : -1;
+    return n > 0 ? (size_t)n : 0;
+}
+
+/* glibc's tuning knobs mean nothing here; accept them. */
+int mallopt(int param, int value)
+{
+    (void)param;
+    (void)value;
+    return 1;
+}
+
+int malloc_trim(size_t pad)
+{
+    (void)pad;
+    Vmalloc_t* vm = mal_region();
+    Vmstat_t before, after;
+    (void)vmstat(vm, &before);
+    (void)vmcompact(vm);
+    (void)vmstat(vm, &after);
+    return after.extent < before.extent;
+}
+
+struct mallinfo2 mallinfo2(void)
+{
+    struct mallinfo2 mi;
+    Vmstat_t st;
+    memset(&mi, 0, sizeof mi);
+    (void)vmstat(mal_region(), &st);
+    mi.arena = st.extent;
+    mi.ordblks = st.n_free;
+    mi.uordblks = st.s_busy;
+    mi.fordblks = st.s_free;
+    mi.keepcost = st.m_free;
+    return mi;
+}
+
+/* One line per figure, formatted without allocating. */
+static char* mal_put(char* p, const char* key, size_t v)
+{
+    while (*key)
+        *p++ = *key++;
+    char tmp[24];
+    int n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (n)
+        *p++ = tmp[--n];
+    *p++ = ':';
+    return p;
+}
+
+void malloc_stats(void)
+{
+    Vmalloc_t* vm = mal_region();
+    Vmstat_t st;
+    char line[512], *p = line;
+    (void)vmstat(vm, &st);
+    const char* m = vm->meth->name;
+    memcpy(p, "vmalloc: method=", 16);
+    p += 16;
+    while (*m)
+        *p++ = *m++;
+    *p++ = ':';
+    p = mal_put(p, "n_busy=", st.n_busy);
+    p = mal_put(p, "s_busy=", st.s_busy);
+    p = mal_put(p, "n_free=", st.n_free);
+    p = mal_put(p, "s_free=", st.s_free);
+    p = mal_put(p, "max_busy=", st.max_busy);
+    p = mal_put(p, "n_seg=", st.n_seg);
+    p = mal_put(p, "extent=", st.extent);
+    *p++ = '\n';
+    (void)vm_os_write(2, line, (size_t)(p - line));
+}
