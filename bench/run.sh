@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # bench/run.sh BUILD_DIR [RUNS] — run bench_regions RUNS times (default 5)
-# with the system malloc and with every other malloc Debian installs, and
+# with the system malloc, our malloc interface (libvmalloc.so preloaded) and
+# every other malloc Debian installs, and
 # print medians in ns per operation with ratios against glibc malloc.
 set -euo pipefail
 build=${1:-build}
@@ -14,6 +15,11 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 for ((r = 0; r < runs; r++)); do
   "$bin" all | sed 's/ malloc / glibc /' >>"$tmp/raw"
+  # Our own malloc interface, preloaded like the others (absent when built
+  # with VMALLOC_MALLOC=OFF).
+  if nm -D --defined-only "$build/libvmalloc.so" 2>/dev/null | grep -qw malloc; then
+    LD_PRELOAD=$build/libvmalloc.so "$bin" malloc | sed "s/ malloc / vmalloc /" >>"$tmp/raw"
+  fi
   for name in jemalloc mimalloc tcmalloc; do
     if [ -e "${lib[$name]}" ]; then
       LD_PRELOAD=${lib[$name]} "$bin" malloc | sed "s/ malloc / $name /" >>"$tmp/raw"

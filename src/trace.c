@@ -39,8 +39,16 @@ void _vmflinfo(const char* file, int line)
 void vm_fl_take(const char** file, int* line)
 {
     *file = trace_file;
-    *line = trace_line;
-    trace_file = NULL;
+    *line = 0;
+    /* Write the thread's TLS only when a -DVMFL caller set it. Allocation
+     * calls also come from glibc itself, among them while it creates and
+     * ends threads; clearing the variable unconditionally on those calls
+     * corrupted Vmheap under thread churn (test_churn, shared library only),
+     * and reading is all an uninstrumented call needs. */
+    if (*file) {
+        *line = trace_line;
+        trace_file = NULL;
+    }
 }
 
 /* Write what is buffered. trace_lock held. */

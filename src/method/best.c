@@ -8,8 +8,8 @@
  * their size in a footer too (boundary tags), and the block after a free one
  * has PFREE set, so freeing coalesces with both neighbours at once: no two
  * free blocks are ever adjacent. Free blocks live in
- *   - 62 exact-size bins for block sizes 32 .. 1008, with a bitmap of the
- *     non-empty ones: best fit for a small size is one bit scan;
+ *   - 254 exact-size bins for block sizes 32 .. 4080, with a bitmap of the
+ *     non-empty ones: best fit for a small size is a scan of four words;
  *   - a top-down splay tree (Sleator & Tarjan) keyed by size for larger
  *     blocks, blocks of equal size chained off one tree node: best fit is
  *     one splay, O(log n) amortized;
@@ -36,8 +36,9 @@
 
 #define BEST_HDR ((size_t)16)       /* header: head + check */
 #define BEST_MINBLK ((size_t)32)    /* smallest block: head, two links, footer */
-#define BEST_NBINS 62               /* exact bins: sizes 32 + 16 i */
-#define BEST_BIG ((size_t)1024)     /* blocks this size and up live in the tree */
+#define BEST_NBINS 254              /* exact bins: sizes 32 + 16 i */
+#define BEST_NWORDS 4               /* 64-bit words of the bin bitmap */
+#define BEST_BIG ((size_t)4096)     /* blocks this size and up live in the tree */
 #define BEST_HUGE ((size_t)1 << 20) /* requests this size and up get a segment each */
 #define BEST_SEGMIN ((size_t)64 << 10)
 #define BEST_SEGMAX ((size_t)32 << 20)
@@ -63,7 +64,7 @@ struct blk {
 };
 
 typedef struct best_s {
-    uint64_t binmap; /* bit i set: bins[i] not empty */
+    uint64_t binmap[BEST_NWORDS]; /* bit i set: bins[i] not empty */
     Blk* bins[BEST_NBINS];
     Blk* tree;         /* splay tree of free blocks of BEST_BIG bytes and up */
     Blk* wild;         /* the wilderness block, in no bin or tree; or NULL */
@@ -250,7 +251,7 @@ static void bin_insert(Best_t* st, Blk* b)
     if (b->left)
         b->left->right = b;
     st->bins[i] = b;
-    st->binmap |= (uint64_t)1 << i;
+    st->binmap[i >> 6] |= (uint64_t)1 << (i & 63);
 }
 
 static void bin_remove(Best_t* st, Blk* b)
@@ -263,7 +264,7 @@ static void bin_remove(Best_t* st, Blk* b)
     if (b->left)
         b->left->right = b->right;
     if (!st->bins[i])
-        st->binmap &= ~((uint64_t)1 << i);
+        st->binmap[i >> 6] &= ~((uint64_t)1 << (i & 63));
 }
 
 /* Enter a free block into the structure for its size (not the wilderness). */
@@ -299,12 +300,17 @@ static void best_mkfree(Blk* b, size_t size)
 static Blk* best_take(Best_t* st, size_t size)
 {
     if (size < BEST_BIG) {
-        uint64_t m = st->binmap >> bin_index(size);
-        if (m) {
-            int i = bin_index(size) + __builtin_ctzll(m);
-            Blk* b = st->bins[i];
-            bin_remove(st, b);
-            return b;
+        int i = bin_index(size);
+        uint64_t m = st->binmap[i >> 6] & (~(uint64_t)0 << (i & 63));
+        for (int w = i >> 6;;) {
+            if (m) {
+                Blk* b = st->bins[(w << 6) + __builtin_ctzll(m)];
+                bin_remove(st, b);
+                return b;
+            }
+            if (++w == BEST_NWORDS)
+                break;
+            m = st->binmap[w];
         }
     }
     return tree_take(st, size);
@@ -864,7 +870,7 @@ static int best_check(Vmalloc_t* vm)
     size_t linked = 0;
     for (int i = 0; i < BEST_NBINS; ++i) {
         int nonempty = st->bins[i] != NULL;
-        if (nonempty != (int)((st->binmap >> i) & 1))
+        if (nonempty != (int)((st->binmap[i >> 6] >> (i & 63)) & 1))
             bad++;
         Blk* prev = NULL;
         for (Blk* b = st->bins[i]; b; prev = b, b = b->left) {
