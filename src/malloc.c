@@ -167,6 +167,35 @@ static int mal_open(const char* what, const char* v, size_t n)
     return fd;
 }
 
+/* A trace path naming the process id (%p): a forked child writes its own
+ * file, as a separate run would. Empty when the path has no %p. */
+static char mal_trace_template[4096];
+
+static void mal_keep_template(const char* v, size_t n)
+{
+    mal_trace_template[0] = 0;
+    if (n >= sizeof mal_trace_template)
+        return;
+    for (size_t i = 0; i + 1 < n; ++i)
+        if (v[i] == '%' && v[i + 1] == 'p') {
+            memcpy(mal_trace_template, v, n);
+            mal_trace_template[n] = 0;
+            return;
+        }
+}
+
+/* In the child of fork(), after the library's locks are released: what the
+ * parent traced is written (vm_fork_prepare flushed it), so switch to the
+ * child's own file. */
+static void mal_fork_child(void)
+{
+    if (!mal_trace_template[0] || vm_trace_fd < 0)
+        return;
+    int fd = mal_open("trace", mal_trace_template, strlen(mal_trace_template));
+    if (fd >= 0)
+        vm_os_close(vmtrace(fd));
+}
+
 /* Read the environment and set Vmregion up. Allocates nothing. */
 static void mal_configure(void)
 {
@@ -215,6 +244,7 @@ static void mal_configure(void)
     }
     if (st.value[OPT_TRACE]) {
         int fd = mal_open("trace", st.value[OPT_TRACE], st.len[OPT_TRACE]);
+        mal_keep_template(st.value[OPT_TRACE], st.len[OPT_TRACE]);
         if (fd >= 0) {
             vm_trace_all = 1;
             (void)vmtrace(fd);
@@ -255,6 +285,7 @@ __attribute__((constructor)) static void mal_constructor(void)
 {
     (void)mal_region();
     pthread_atfork(vm_fork_prepare, vm_fork_parent, vm_fork_child);
+    pthread_atfork(NULL, NULL, mal_fork_child); /* child handlers run in this order */
 }
 
 /* ---- the malloc family --------------------------------------------------- */
@@ -281,15 +312,23 @@ void* malloc(size_t n) { return mal_alloc(mal_region(), n); }
 
 void free(void* p)
 {
+    const char* file;
+    int line;
+    vm_fl_take(&file, &line); /* for whichever region owns p */
     if (!p)
         return;
     int e = errno;
     Vmalloc_t* vm = mal_region();
-    if (vmfree(vm, p) < 0) {
+    if (file)
+        _vmflinfo(file, line);
+    if (vm_free_quiet(vm, p) < 0) {
         /* Another region's block, or nobody's (then it is left alone). */
         Vmalloc_t* r = vmregion(p);
-        if (r && r != vm)
+        if (r && r != vm) {
+            if (file)
+                _vmflinfo(file, line);
             (void)vmfree(r, p);
+        }
     }
     errno = e;
 }
@@ -298,6 +337,7 @@ void* calloc(size_t n, size_t m)
 {
     size_t size;
     if (__builtin_mul_overflow(n, m, &size)) {
+        vm_fl_drop();
         errno = ENOMEM;
         return NULL;
     }
@@ -347,6 +387,7 @@ void* realloc(void* p, size_t n)
     }
     Vmalloc_t* own = mal_owner(vm, p);
     if (!own) {
+        vm_fl_drop();
         errno = EINVAL;
         return NULL;
     }
@@ -369,6 +410,7 @@ void* reallocarray(void* p, size_t n, size_t m)
 {
     size_t size;
     if (__builtin_mul_overflow(n, m, &size)) {
+        vm_fl_drop();
         errno = ENOMEM;
         return NULL;
     }

@@ -13,6 +13,7 @@
 #include <sched.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -91,3 +92,11 @@ int vm_os_open_append(const char* path)
 long vm_os_getpid(void) { return (long)getpid(); }
 
 void vm_os_yield(void) { sched_yield(); }
+
+int vm_os_close(int fd) { return fd >= 0 ? close(fd) : 0; }
+
+_Noreturn void vm_os_exit(int status)
+{
+    for (;;)
+        syscall(SYS_exit_group, status);
+}

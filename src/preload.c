@@ -1,11 +1,12 @@
 /*
  * preload.c — what only the shared library needs to stand in for libc's
- * malloc in an unmodified program: the exec family, wrapped so that trace
- * lines buffered in this process are written before the process image is
- * replaced. Each wrapper flushes, then calls the next definition in lookup
- * order (libc's). Not in the static library: a statically linked program
- * cannot look the next definition up, and its trace is flushed at exit and
- * around fork.
+ * malloc in an unmodified program: the exec family and _exit/_Exit, wrapped
+ * so that trace lines buffered in this process are written before the
+ * process image is replaced or ends without running exit handlers (a forked
+ * child commonly leaves by _exit). Each wrapper flushes, then calls the next
+ * definition in lookup order (libc's). Not in the static library: a
+ * statically linked program cannot look the next definition up, and its
+ * trace is flushed at exit and around fork.
  */
 #define _GNU_SOURCE
 #include "vmhdr.h"
@@ -100,3 +101,17 @@ int execle(const char* path, const char* arg, ...)
     va_end(ap);
     return n < 0 ? -1 : execve(path, argv, envp);
 }
+
+typedef void (*Exit_f)(int);
+
+static _Noreturn void preload_exit(const char* name, int status)
+{
+    Exit_f f = (Exit_f)preload_next(name);
+    if (f)
+        f(status);
+    for (;;) /* libc without it cannot be: end the process the one way left */
+        vm_os_exit(status);
+}
+
+void _exit(int status) { preload_exit("_exit", status); }
+void _Exit(int status) { preload_exit("_Exit", status); }

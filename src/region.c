@@ -72,13 +72,13 @@ static void vm_zero_tail(Vmalloc_t* vm, void* p, long from)
 /* The one allocation path behind vmalloc, vmalign and vmresize(NULL). */
 static void* vm_alloc_call(Vmalloc_t* vm, size_t size, size_t align, int clear)
 {
+    const char* file;
+    int line;
+    vm_fl_take(&file, &line); /* even a call that fails uses its VMFL note up */
     if (!vm) {
         errno = EINVAL;
         return NULL;
     }
-    const char* file;
-    int line;
-    vm_fl_take(&file, &line);
     if (size > VM_MAXSIZE) {
         errno = ENOMEM;
         return NULL;
@@ -108,21 +108,23 @@ void* vmalloc(Vmalloc_t* vm, size_t size) { return vm_alloc_call(vm, size, 0, 0)
 void* vmalign(Vmalloc_t* vm, size_t size, size_t align)
 {
     if (!vm_is_pow2(align)) {
+        vm_fl_drop();
         errno = EINVAL;
         return NULL;
     }
     return vm_alloc_call(vm, size, align, 0);
 }
 
-int vmfree(Vmalloc_t* vm, void* block)
+/* vmfree, announcing a bad address to the discipline or not. */
+static int vm_free_call(Vmalloc_t* vm, void* block, int announce)
 {
+    const char* file;
+    int line;
+    vm_fl_take(&file, &line);
     if (!vm) {
         errno = EINVAL;
         return -1;
     }
-    const char* file;
-    int line;
-    vm_fl_take(&file, &line);
     if (!block)
         return 0;
     int locked = vm_lock(vm);
@@ -135,14 +137,20 @@ int vmfree(Vmalloc_t* vm, void* block)
     vm_unlock(vm, locked);
     if (r < 0) {
         errno = EINVAL; /* a refusal (e.g. Vmlast, not the last block) */
-        (void)vm_announce(vm, fault, block);
+        if (announce)
+            (void)vm_announce(vm, fault, block);
     }
     return r < 0 ? -1 : 0;
 }
 
+int vmfree(Vmalloc_t* vm, void* block) { return vm_free_call(vm, block, 1); }
+
+int vm_free_quiet(Vmalloc_t* vm, void* block) { return vm_free_call(vm, block, 0); }
+
 void* vmresize(Vmalloc_t* vm, void* block, size_t size, int type)
 {
     if (!vm) {
+        vm_fl_drop();
         errno = EINVAL;
         return NULL;
     }

@@ -214,6 +214,8 @@ int vm_seg_enter(Vmalloc_t* vm, Vmseg_t* seg);
 size_t vm_round(const Vmdisc_t* disc);
 
 /* region.c */
+/* vmfree without the VM_BADADDR event: for probing whether vm owns block. */
+int vm_free_quiet(Vmalloc_t* vm, void* block);
 extern pthread_mutex_t vm_list_lock; /* guards the list of open regions */
 extern Vmalloc_t* vm_list;           /* open regions, Vmheap first */
 /* Move-and-copy part of a resize, shared by methods: allocate a new block,
@@ -235,6 +237,13 @@ void vm_trace(Vmalloc_t* vm, const void* old, const void* new, size_t size, cons
 void vm_trace_region(Vmalloc_t* vm, const char* what);
 /* Take (and forget) the file and line the calling thread noted with VMFL. */
 void vm_fl_take(const char** file, int* line);
+/* Forget it: for calls that fail before reaching the region. */
+static inline void vm_fl_drop(void)
+{
+    const char* f;
+    int l;
+    vm_fl_take(&f, &l);
+}
 void vm_trace_flush(void);
 void vm_trace_fork_prepare(void);
 void vm_trace_fork_after(void);
@@ -265,6 +274,8 @@ int vm_os_write(int fd, const void* buf, size_t n);      /* all of it, or -1 */
 int vm_os_open_append(const char* path); /* write-only, created, appended to (never truncated:
                                           * an exec keeps the pid, so %p names the same file) */
 long vm_os_getpid(void);
+int vm_os_close(int fd);
+_Noreturn void vm_os_exit(int status); /* end the process now, no handlers */
 void vm_os_yield(void);
 
 #endif /* VMHDR_H */

@@ -21,7 +21,7 @@ endif()
 
 set(malloc_family malloc free calloc realloc reallocarray memalign posix_memalign
   aligned_alloc valloc pvalloc malloc_usable_size mallopt malloc_trim mallinfo2 malloc_stats
-  execve execv execvp execvpe execl execlp execle)
+  execve execv execvp execvpe execl execlp execle _exit _Exit)
 set(api vmopen vmclose vmclear vmcompact vmalloc vmalign vmfree vmresize vmstat vmaddr
   vmsize vmregion vmset vmstrdup vmdbcheck vmdbwatch vmprofile vmtrace vmsegment vmwalk
   vmdisc _vmnewof _vmflinfo Vmbest Vmpool Vmlast Vmdebug Vmprofile Vmdcsystem Vmdcsbrk Vmdcheap
