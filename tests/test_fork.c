@@ -18,7 +18,9 @@
  * pids, each line once (nothing buffered before the fork may be written by
  * both processes); with a plain VMTRACE path both processes' lines reach the
  * one file, each once. Then the same with exec: lines traced before an
- * execve() of another program must reach the file.
+ * execve() must reach the file, whether the new image traces or not. And a
+ * traced process whose signal handler calls _exit() (async-signal-safe)
+ * while the program is inside malloc must end, not hang.
  *
  * Allocation goes through malloc() when the library provides it
  * (VMALLOC_MALLOC_ON), else through vmalloc(Vmheap, ...), so that the
@@ -36,6 +38,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -281,10 +284,17 @@ enum { SZ_BEFORE = 12345, SZ_CHILD = 23456, SZ_AFTER = 34567, SZ_EXEC = 45678, S
 
 static void* volatile keep;
 
+static void on_alarm(int sig)
+{
+    (void)sig;
+    _exit(0);
+}
+
 /* The traced process (argv[1] == "traced"): see the file header. */
 static int traced_main(const char* mode, const char* self)
 {
-    keep = malloc(SZ_BEFORE); /* buffered, not yet written */
+    if (strcmp(mode, "execed") != 0)
+        keep = malloc(SZ_BEFORE); /* buffered, not yet written */
     if (strcmp(mode, "fork") == 0) {
         pid_t pid = fork();
         if (pid < 0)
@@ -306,6 +316,18 @@ static int traced_main(const char* mode, const char* self)
         char* argv[] = {(char*)self, "traced", "execed", NULL};
         execv(self, argv);
         return 4;
+    }
+    if (strcmp(mode, "sigexit") == 0) {
+        /* _exit() and execve() are async-signal-safe: a handler may end the
+         * process while the interrupted code is inside a traced call */
+        signal(SIGALRM, on_alarm);
+        struct itimerval it = {{0, 0}, {0, 300}};
+        setitimer(ITIMER_REAL, &it, NULL);
+        for (;;) {
+            void* p = malloc(32);
+            keep = p;
+            free(p);
+        }
     }
     if (strcmp(mode, "execed") == 0) {
         keep = malloc(SZ_EXECED);
@@ -408,7 +430,7 @@ static void test_trace_fork_exec(const char* self)
     }
     closedir(d);
     EXPECT(files == 2, "%d trace files for a process that forked once, want 2", files);
-    CHECK(parent_text && child_text, "no parent and child trace files");
+    EXPECT(parent_text && child_text, "no parent and child trace files");
     EXPECT(count_allocs(parent_text, SZ_BEFORE) == 1 && count_allocs(parent_text, SZ_AFTER) == 1 &&
                count_allocs(parent_text, SZ_CHILD) == 0,
            "the parent's file has %d/%d/%d lines for before/after/child, want 1/1/0",
@@ -446,6 +468,13 @@ static void test_trace_fork_exec(const char* self)
         EXPECT(count_allocs(t, SZ_EXECED) == m, "%s: %d lines of the new image, want %d",
                modes[m], count_allocs(t, SZ_EXECED), m);
         free(t);
+        unlink(single);
+    }
+
+    /* a signal handler's _exit() ends a traced process whatever it interrupted */
+    for (int i = 0; i < 20; ++i) {
+        EXPECT(run_traced(self, single, "sigexit") == 0, "run %d: _exit() in a signal handler "
+               "of a traced process did not exit 0", i);
         unlink(single);
     }
     rmdir(dir);
