@@ -30,7 +30,7 @@
  *
  * The paper's other heuristics (deferred coalescing, the small-size fast
  * path, growth slack on moving resizes) and size-class pages belong to the
- * next stage; they slot in front of best_take()/best_free_locked().
+ * next stage; they slot in front of best_take_bin() and best_free().
  */
 #include "../vmhdr.h"
 
@@ -267,6 +267,21 @@ static void bin_remove(Best_t* st, Blk* b)
         st->binmap[i >> 6] &= ~((uint64_t)1 << (i & 63));
 }
 
+/* Would the root t, grown to size bytes, stay below every block in its
+ * right subtree? Looks a few steps down the left spine at most. */
+static int tree_below_successor(const Blk* t, size_t size)
+{
+    const Blk* s = t->right;
+    if (!s)
+        return 1;
+    for (int steps = 0; s->left; ++steps) {
+        if (steps == 8)
+            return 0;
+        s = s->left;
+    }
+    return size < blk_size(s);
+}
+
 /* Enter a free block into the structure for its size (not the wilderness). */
 static void best_link(Best_t* st, Blk* b)
 {
@@ -295,9 +310,9 @@ static void best_mkfree(Blk* b, size_t size)
     blk_next(b)->head |= PFREE;
 }
 
-/* The best-fitting free block of at least size bytes, unlinked; NULL if only
- * the wilderness (or nothing) could serve. */
-static Blk* best_take(Best_t* st, size_t size)
+/* The best-fitting free block of at least size bytes in the bins, unlinked;
+ * NULL if no bin has one. */
+static Blk* best_take_bin(Best_t* st, size_t size)
 {
     if (size < BEST_BIG) {
         int i = bin_index(size);
@@ -313,7 +328,7 @@ static Blk* best_take(Best_t* st, size_t size)
             m = st->binmap[w];
         }
     }
-    return tree_take(st, size);
+    return NULL;
 }
 
 /* Give the free, unlinked block b (which was the wilderness if wild) to a
@@ -423,7 +438,26 @@ static void* best_huge_alloc(Vmalloc_t* vm, size_t size, size_t align)
 static Blk* best_alloc_blk(Vmalloc_t* vm, size_t bsize)
 {
     Best_t* st = best_state(vm);
-    Blk* b = best_take(st, bsize);
+    Blk* b = best_take_bin(st, bsize);
+    if (b)
+        return best_carve(vm, b, bsize, 0);
+    /* No bin fits, so the smallest tree block that fits is the best fit. If
+     * that is the root (no smaller block, none of its size) and what is left
+     * stays tree-sized, the rest takes its place as root: still the smallest,
+     * so the tree stays ordered without a splay. Carving a run of small
+     * blocks out of one large free block costs O(1) each. */
+    Blk* t = st->tree;
+    if (t && !t->left && !t->next && blk_size(t) >= bsize + BEST_BIG) {
+        Blk* r = (Blk*)((char*)t + bsize);
+        r->left = NULL;
+        r->right = t->right;
+        r->next = r->prev = NULL;
+        best_mkfree(r, blk_size(t) - bsize);
+        st->tree = r;
+        best_set_busy(vm, t, bsize, 0);
+        return t;
+    }
+    b = tree_take(st, bsize);
     if (b)
         return best_carve(vm, b, bsize, 0);
     if (!(st->wild && blk_size(st->wild) >= bsize) && best_extend(vm, bsize) < 0 &&
@@ -448,6 +482,15 @@ static void best_free_blk(Vmalloc_t* vm, Blk* b)
     b->check = 0;
     if (b->head & PFREE) {
         Blk* pb = blk_prev(b);
+        /* Freeing blocks in address order grows one free run: when it is the
+         * tree's root, alone at its size and with nothing larger, growing it
+         * keeps the tree ordered, so it stays in place (no splays). */
+        if (pb == st->tree && !pb->next && (nb->head & BUSY) &&
+            !(st->wildseg && nb == seg_sentinel(st->wildseg)) &&
+            tree_below_successor(pb, blk_size(pb) + size)) {
+            best_mkfree(pb, blk_size(pb) + size);
+            return;
+        }
         best_unlink(st, pb);
         size += blk_size(pb);
         b = pb;
