@@ -17,12 +17,16 @@ static void* volatile keep;
 int main(int argc, char** argv)
 {
     if (argc > 1 && strcmp(argv[1], "first") == 0) {
+        keep = malloc(11); /* through a volatile: the compiler may not drop the pair */
+        free(keep);
         keep = malloc(77777);
         char* args[] = {argv[0], "second", NULL};
         execv("/proc/self/exe", args);
         perror("execv");
         return 2;
     }
+    keep = malloc(11);
+    free(keep);
     keep = malloc(88888);
     printf("exec_chain: pid %s\n", keep ? "same" : "none");
     return 0;

@@ -12,7 +12,8 @@
 #   cxx       cxx_map.cpp, compiled here with g++ (std::map, std::string, ...)
 #   threads   threads.c (built by CMake into HELPERDIR): 4 threads
 #   env       the environment: VMETHOD, VMDEBUG, VMPROFILE, VMALLOC_OPTIONS,
-#             %p in VMTRACE, fork and exec under preload
+#             %p in VMTRACE, fork and exec under preload, a program that
+#             closes the trace's descriptor and opens its own file
 #
 # Each program runs twice, plainly and with LD_PRELOAD=LIBVMALLOC and
 # VMTRACE=WORKDIR/trace.%p. The exit status, stdout and stderr must be the
@@ -319,6 +320,23 @@ print("parent", os.getpid(), "child", pid, "status", status)
     grep -Eq '^0x0:0x[0-9a-f]+:77777:' "${traces[0]}" || fail "exec: the first image's allocation was lost"
     grep -Eq '^0x0:0x[0-9a-f]+:88888:' "${traces[0]}" || fail "exec: the second image's allocation is missing"
     check_trace "${traces[0]}" 2 best none
+
+    # a program that closes every descriptor it did not open and opens its
+    # own: the trace must not go into the program's file
+    [ -x "$helpers/preload_fd_reuse_prog" ] || fail "no $helpers/preload_fd_reuse_prog"
+    dir=$work/fd-reuse
+    mkdir -p "$dir"
+    "$helpers/preload_fd_reuse_prog" "$dir/plain.file" > "$dir/plain.out" || fail "fd_reuse failed"
+    env LD_PRELOAD="$lib" VMTRACE="$dir/trace.%p" "$helpers/preload_fd_reuse_prog" "$dir/file" \
+        > "$dir/out" 2> "$dir/err" || { cat "$dir/err" >&2; fail "fd-reuse: the program failed"; }
+    cmp -s "$dir/plain.out" "$dir/out" || {
+        cat "$dir/out" >&2
+        for f in "$dir"/file.*; do
+            [ "$(cat "$f")" = payload ] || { echo "$f holds:"; head -c 200 "$f"; echo; break; }
+        done >&2
+        fail "fd-reuse: trace lines went into a file the program opened after closing the trace's descriptor"
+    }
+    echo "fd-reuse: $(cat "$dir/out")"
     ;;
 *)
     fail "unknown program '$name'"
