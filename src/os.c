@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/random.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -84,9 +85,27 @@ int vm_os_write(int fd, const void* buf, size_t n)
     return 0;
 }
 
+/* The descriptor is moved high, out of the way of programs that assume
+ * they own the low numbers (and close and reopen them). */
 int vm_os_open_append(const char* path)
 {
-    return open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd >= 0 && fd < 512) {
+        int high = fcntl(fd, F_DUPFD_CLOEXEC, 512);
+        if (high >= 0) {
+            close(fd);
+            fd = high;
+        }
+    }
+    return fd;
+}
+
+uint64_t vm_os_file_id(int fd)
+{
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0)
+        return 0;
+    return ((uint64_t)st.st_dev << 40) ^ (uint64_t)st.st_ino ^ 1;
 }
 
 long vm_os_getpid(void) { return (long)getpid(); }

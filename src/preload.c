@@ -3,10 +3,15 @@
  * malloc in an unmodified program: the exec family and _exit/_Exit, wrapped
  * so that trace lines buffered in this process are written before the
  * process image is replaced or ends without running exit handlers (a forked
- * child commonly leaves by _exit). Each wrapper flushes, then calls the next
- * definition in lookup order (libc's). Not in the static library: a
- * statically linked program cannot look the next definition up, and its
- * trace is flushed at exit and around fork.
+ * child commonly leaves by _exit). Not in the static library: a statically
+ * linked program cannot look libc's definitions up, and its trace is flushed
+ * at exit and around fork.
+ *
+ * These functions are async-signal-safe in libc and programs call them from
+ * signal handlers, maybe while the interrupted code holds the trace lock: so
+ * the flush only tries the lock, libc's exec functions are looked up by a
+ * constructor (dlsym is not async-signal-safe), and _exit ends the process
+ * with the exit system call itself.
  */
 #define _GNU_SOURCE
 #include "vmhdr.h"
@@ -18,10 +23,23 @@
 typedef int (*Exec_f)(const char*, char* const[], char* const[]);
 typedef int (*Execp_f)(const char*, char* const[]);
 
-static void* preload_next(const char* name)
+static Exec_f next_execve, next_execvpe;
+static Execp_f next_execv, next_execvp;
+
+__attribute__((constructor)) static void preload_resolve(void)
 {
-    vm_trace_flush();
-    void* f = dlsym(RTLD_NEXT, name);
+    next_execve = (Exec_f)dlsym(RTLD_NEXT, "execve");
+    next_execvpe = (Exec_f)dlsym(RTLD_NEXT, "execvpe");
+    next_execv = (Execp_f)dlsym(RTLD_NEXT, "execv");
+    next_execvp = (Execp_f)dlsym(RTLD_NEXT, "execvp");
+}
+
+/* Flush, and make sure the next definition is known (an exec before the
+ * constructors ran looks it up now). */
+static void* preload_next(void* known, const char* name)
+{
+    vm_trace_flush_try();
+    void* f = known ? known : dlsym(RTLD_NEXT, name);
     if (!f)
         errno = ENOSYS;
     return f;
@@ -29,25 +47,25 @@ static void* preload_next(const char* name)
 
 int execve(const char* path, char* const argv[], char* const envp[])
 {
-    Exec_f f = (Exec_f)preload_next("execve");
+    Exec_f f = (Exec_f)preload_next((void*)next_execve, "execve");
     return f ? f(path, argv, envp) : -1;
 }
 
 int execvpe(const char* file, char* const argv[], char* const envp[])
 {
-    Exec_f f = (Exec_f)preload_next("execvpe");
+    Exec_f f = (Exec_f)preload_next((void*)next_execvpe, "execvpe");
     return f ? f(file, argv, envp) : -1;
 }
 
 int execv(const char* path, char* const argv[])
 {
-    Execp_f f = (Execp_f)preload_next("execv");
+    Execp_f f = (Execp_f)preload_next((void*)next_execv, "execv");
     return f ? f(path, argv) : -1;
 }
 
 int execvp(const char* file, char* const argv[])
 {
-    Execp_f f = (Execp_f)preload_next("execvp");
+    Execp_f f = (Execp_f)preload_next((void*)next_execvp, "execvp");
     return f ? f(file, argv) : -1;
 }
 
@@ -102,16 +120,15 @@ int execle(const char* path, const char* arg, ...)
     return n < 0 ? -1 : execve(path, argv, envp);
 }
 
-typedef void (*Exit_f)(int);
-
-static _Noreturn void preload_exit(const char* name, int status)
+/* _exit is the exit system call; libc's adds nothing we would miss. */
+void _exit(int status)
 {
-    Exit_f f = (Exit_f)preload_next(name);
-    if (f)
-        f(status);
-    for (;;) /* libc without it cannot be: end the process the one way left */
-        vm_os_exit(status);
+    vm_trace_flush_try();
+    vm_os_exit(status);
 }
 
-void _exit(int status) { preload_exit("_exit", status); }
-void _Exit(int status) { preload_exit("_Exit", status); }
+void _Exit(int status)
+{
+    vm_trace_flush_try();
+    vm_os_exit(status);
+}

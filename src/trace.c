@@ -25,6 +25,7 @@ static pthread_mutex_t trace_lock = PTHREAD_MUTEX_INITIALIZER;
 static char trace_buf[1 << 16];
 static size_t trace_len;
 static int trace_direct; /* set at exit: no buffering from then on */
+static uint64_t trace_fileid; /* what vm_trace_fd referred to when it was set */
 
 /* The file and line a -DVMFL caller noted for its next call on this thread. */
 static __thread const char* trace_file __attribute__((tls_model("initial-exec")));
@@ -51,10 +52,23 @@ void vm_fl_take(const char** file, int* line)
     }
 }
 
+/* Is vm_trace_fd still the file it was when set? A program may close every
+ * descriptor and open its own files, which can get the number back: then
+ * tracing stops rather than write into the program's file. trace_lock held. */
+static int trace_fd_ok(void)
+{
+    if (vm_trace_fd < 0)
+        return 0;
+    if (vm_os_file_id(vm_trace_fd) == trace_fileid)
+        return 1;
+    vm_trace_fd = -1;
+    return 0;
+}
+
 /* Write what is buffered. trace_lock held. */
 static void trace_drain_locked(void)
 {
-    if (trace_len && vm_trace_fd >= 0)
+    if (trace_len && trace_fd_ok())
         (void)vm_os_write(vm_trace_fd, trace_buf, trace_len);
     trace_len = 0;
 }
@@ -66,12 +80,24 @@ void vm_trace_flush(void)
     pthread_mutex_unlock(&trace_lock);
 }
 
+/* For _exit and exec, which may run in a signal handler that interrupted a
+ * traced call holding the lock on this very thread: write the buffer only if
+ * the lock is free, never wait for it. */
+void vm_trace_flush_try(void)
+{
+    if (pthread_mutex_trylock(&trace_lock) != 0)
+        return;
+    trace_drain_locked();
+    pthread_mutex_unlock(&trace_lock);
+}
+
 int vmtrace(int fd)
 {
     pthread_mutex_lock(&trace_lock);
     trace_drain_locked(); /* what was traced so far belongs to the old descriptor */
     int old = vm_trace_fd;
     vm_trace_fd = fd;
+    trace_fileid = vm_os_file_id(fd);
     pthread_mutex_unlock(&trace_lock);
     return old;
 }
@@ -133,7 +159,7 @@ static void trace_emit(const char* line, size_t n)
 {
     pthread_mutex_lock(&trace_lock);
     if (trace_direct) {
-        if (vm_trace_fd >= 0)
+        if (trace_fd_ok())
             (void)vm_os_write(vm_trace_fd, line, n);
     } else {
         if (trace_len + n > sizeof trace_buf)

@@ -245,6 +245,7 @@ static inline void vm_fl_drop(void)
     vm_fl_take(&f, &l);
 }
 void vm_trace_flush(void);
+void vm_trace_flush_try(void); /* async-signal-safe: skips if the lock is held */
 void vm_trace_fork_prepare(void);
 void vm_trace_fork_after(void);
 /* region.c: every lock of the library, taken before fork and released after
@@ -274,6 +275,7 @@ int vm_os_write(int fd, const void* buf, size_t n);      /* all of it, or -1 */
 int vm_os_open_append(const char* path); /* write-only, created, appended to (never truncated:
                                           * an exec keeps the pid, so %p names the same file) */
 long vm_os_getpid(void);
+uint64_t vm_os_file_id(int fd); /* what fd refers to (device, inode); 0 if nothing */
 int vm_os_close(int fd);
 _Noreturn void vm_os_exit(int status); /* end the process now, no handlers */
 void vm_os_yield(void);
