@@ -279,13 +279,13 @@ static inline Vmalloc_t* mal_region(void)
     return Vmregion;
 }
 
-/* Fork handlers are registered by a constructor: by then libc is ready,
- * which the very first malloc (from the dynamic loader) cannot count on. */
+/* The core's fork handlers (region.c) call this in the child once the
+ * library's locks are released. The environment is read here at the latest,
+ * for programs whose first allocation comes later. */
 __attribute__((constructor)) static void mal_constructor(void)
 {
     (void)mal_region();
-    pthread_atfork(vm_fork_prepare, vm_fork_parent, vm_fork_child);
-    pthread_atfork(NULL, NULL, mal_fork_child); /* child handlers run in this order */
+    vm_fork_child_hook = mal_fork_child;
 }
 
 /* ---- the malloc family --------------------------------------------------- */

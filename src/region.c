@@ -603,5 +603,21 @@ void vm_fork_parent(void)
     pthread_mutex_unlock(&vm_list_lock);
 }
 
-/* The child is one thread, the one that forked, which holds every lock. */
-void vm_fork_child(void) { vm_fork_parent(); }
+void (*vm_fork_child_hook)(void);
+
+/* The child is one thread, the one that forked, which holds every lock.
+ * Once they are released, the malloc interface may act (its own trace file
+ * for a child whose trace path names the pid). */
+void vm_fork_child(void)
+{
+    vm_fork_parent();
+    if (vm_fork_child_hook)
+        vm_fork_child_hook();
+}
+
+/* Regions are safe across fork whether or not this library is the process's
+ * malloc, so the core registers the handlers itself. */
+__attribute__((constructor)) static void vm_fork_register(void)
+{
+    pthread_atfork(vm_fork_prepare, vm_fork_parent, vm_fork_child);
+}

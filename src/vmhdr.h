@@ -253,6 +253,7 @@ void vm_trace_fork_after(void);
 void vm_fork_prepare(void);
 void vm_fork_parent(void);
 void vm_fork_child(void);
+extern void (*vm_fork_child_hook)(void); /* run in the child after the locks are released */
 /* disc/sbrk.c: its lock, for fork. */
 void vm_sbrk_lock(void);
 void vm_sbrk_unlock(void);
