@@ -67,15 +67,7 @@ static const char* mal_path(const char* path, char* buf, size_t size)
     size_t n = 0;
     for (const char* s = path; *s && n + 24 < size; ++s) {
         if (s[0] == '%' && s[1] == 'p') {
-            char tmp[24];
-            int k = 0;
-            long pid = vm_os_getpid();
-            do {
-                tmp[k++] = (char)('0' + pid % 10);
-                pid /= 10;
-            } while (pid);
-            while (k)
-                buf[n++] = tmp[--k];
+            n = (size_t)(vm_fmt_dec(buf + n, (size_t)vm_os_getpid()) - buf);
             ++s;
         } else
             buf[n++] = *s;
@@ -516,14 +508,7 @@ static char* mal_put(char* p, const char* key, size_t v)
 {
     while (*key)
         *p++ = *key++;
-    char tmp[24];
-    int n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    while (n)
-        *p++ = tmp[--n];
+    p = vm_fmt_dec(p, v);
     *p++ = ':';
     return p;
 }

@@ -127,7 +127,7 @@ static char* put_str(char* p, const char* s, size_t max)
     return p;
 }
 
-static char* put_hex(char* p, uintptr_t v)
+char* vm_fmt_hex(char* p, uintptr_t v)
 {
     char tmp[2 * sizeof v];
     int n = 0;
@@ -142,7 +142,7 @@ static char* put_hex(char* p, uintptr_t v)
     return p;
 }
 
-static char* put_dec(char* p, size_t v)
+char* vm_fmt_dec(char* p, size_t v)
 {
     char tmp[24];
     int n = 0;
@@ -175,13 +175,13 @@ static void trace_record(Vmalloc_t* vm, const void* old, const void* new, size_t
                          const char* what, const char* file, int line)
 {
     char buf[512], *p = buf;
-    p = put_hex(p, (uintptr_t)old);
+    p = vm_fmt_hex(p, (uintptr_t)old);
     *p++ = ':';
-    p = put_hex(p, (uintptr_t)new);
+    p = vm_fmt_hex(p, (uintptr_t)new);
     *p++ = ':';
-    p = put_dec(p, size);
+    p = vm_fmt_dec(p, size);
     *p++ = ':';
-    p = put_hex(p, (uintptr_t)vm);
+    p = vm_fmt_hex(p, (uintptr_t)vm);
     *p++ = ':';
     p = put_str(p, vm->meth->name, 16);
     *p++ = ':';
@@ -191,7 +191,7 @@ static void trace_record(Vmalloc_t* vm, const void* old, const void* new, size_t
     } else if (file) {
         p = put_str(p, file, 400);
         *p++ = ',';
-        p = put_dec(p, line < 0 ? 0 : (size_t)line);
+        p = vm_fmt_dec(p, line < 0 ? 0 : (size_t)line);
         *p++ = ':';
     }
     *p++ = '\n';

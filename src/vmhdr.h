@@ -244,6 +244,10 @@ static inline void vm_fl_drop(void)
     int l;
     vm_fl_take(&f, &l);
 }
+/* Number formatting that never allocates (for traces and messages): write
+ * v at p, return the end. Hex is "0x" and lower-case digits. */
+char* vm_fmt_hex(char* p, uintptr_t v);
+char* vm_fmt_dec(char* p, size_t v);
 void vm_trace_flush(void);
 void vm_trace_flush_try(void); /* async-signal-safe: skips if the lock is held */
 void vm_trace_fork_prepare(void);

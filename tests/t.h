@@ -48,4 +48,30 @@ static inline void t_report(const char* file, int line, const char* cond, const 
 
 #define T_DONE() (t_failures ? 1 : 0)
 
+/* Block contents: a pattern from seed that fill writes and intact checks. */
+static inline void fill(void* p, size_t n, unsigned seed)
+{
+    unsigned char* c = p;
+    for (size_t i = 0; i < n; ++i)
+        c[i] = (unsigned char)(seed + i * 7);
+}
+
+static inline int intact(const void* p, size_t n, unsigned seed)
+{
+    const unsigned char* c = p;
+    for (size_t i = 0; i < n; ++i)
+        if (c[i] != (unsigned char)(seed + i * 7))
+            return 0;
+    return 1;
+}
+
+static inline int all_zero(const void* p, size_t n)
+{
+    const unsigned char* c = p;
+    for (size_t i = 0; i < n; ++i)
+        if (c[i])
+            return 0;
+    return 1;
+}
+
 #endif /* T_H */

@@ -23,30 +23,6 @@
 
 /* ---- helpers ------------------------------------------------------------- */
 
-static void fill(void* p, size_t n, unsigned seed)
-{
-    unsigned char* c = p;
-    for (size_t i = 0; i < n; ++i)
-        c[i] = (unsigned char)(seed + i * 7);
-}
-
-static int intact(const void* p, size_t n, unsigned seed)
-{
-    const unsigned char* c = p;
-    for (size_t i = 0; i < n; ++i)
-        if (c[i] != (unsigned char)(seed + i * 7))
-            return 0;
-    return 1;
-}
-
-static int all_zero(const void* p, size_t n)
-{
-    const unsigned char* c = p;
-    for (size_t i = 0; i < n; ++i)
-        if (c[i])
-            return 0;
-    return 1;
-}
 
 static int is_aligned(const void* p, size_t a) { return ((uintptr_t)p & (a - 1)) == 0; }
 
