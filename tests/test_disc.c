@@ -26,22 +26,6 @@ static Vmethod_t* meths[3];
 static const char* mnames[3] = {"best", "pool", "last"};
 enum { BEST, POOL, LAST };
 
-static void fill(void* p, size_t n, unsigned seed)
-{
-    unsigned char* c = p;
-    for (size_t i = 0; i < n; ++i)
-        c[i] = (unsigned char)(seed * 31 + i);
-}
-
-static int intact(const void* p, size_t n, unsigned seed)
-{
-    const unsigned char* c = p;
-    for (size_t i = 0; i < n; ++i)
-        if (c[i] != (unsigned char)(seed * 31 + i))
-            return 0;
-    return 1;
-}
-
 static Vmstat_t stat_of(Vmalloc_t* vm)
 {
     Vmstat_t st;
