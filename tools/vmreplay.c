@@ -16,8 +16,9 @@
  * Vmdcsystem per trace region, opened at its first record; Vmlast frees and
  * resizes only its last block, so a refused free is left for vmclear and a
  * refused resize becomes allocate+copy, a move; arena is the
- * largest sum of their vmstat extents, sampled every 1024 operations, before
- * each clear/close and at the end) and malloc (the process's malloc, which is
+ * largest sum of their vmstat extents, sampled every 1024 operations, when
+ * the live bytes pass the last sampled peak by 1/16, before a block of 128 KiB
+ * or more is freed or resized, before each clear/close and at the end) and malloc (the process's malloc, which is
  * the system's or whatever LD_PRELOAD brings; arena is the peak RSS delta).
  *
  * --svg draws the regions' arenas, as the paper's Figures 6 and 7, at the
@@ -567,7 +568,7 @@ static Result_t replay(void)
 
     struct rusage r0, r1;
     getrusage(RUSAGE_SELF, &r0);
-    uint64_t live = 0, arena = 0, moves = 0, copied = 0;
+    uint64_t live = 0, arena = 0, moves = 0, copied = 0, peak_sampled = 0;
     int regions = target != T_MALLOC;
     size_t pstep = n_ops / 100 + 1, pnext = pstep;
     for (size_t i = 0; i < n_ops; ++i) {
@@ -638,7 +639,14 @@ static Result_t replay(void)
             region_drop(o->region, &live);
             break;
         }
-        if (regions && (i & 1023) == 1023) {
+        /* Sample the arena every 1024 operations, when the live bytes pass
+         * the last sampled peak by 1/16, and before a large block goes (a
+         * method may give it straight back to the discipline). */
+        if (regions && ((i & 1023) == 1023 || live > peak_sampled + peak_sampled / 16 ||
+                        (i + 1 < n_ops && ops[i + 1].kind != OP_ALLOC &&
+                         rsz[ops[i + 1].slot] >= ((uint64_t)128 << 10)))) {
+            if (live > peak_sampled)
+                peak_sampled = live;
             uint64_t e = extents();
             if (e > arena)
                 arena = e;
