@@ -439,7 +439,8 @@ static void load(const char* path)
         die2("%s: %s", path, strerror(errno));
     if (len >= sizeof(Binhdr_t) && !memcmp(m, BIN_MAGIC, 8)) {
         memcpy(&H, m, sizeof H);
-        if (len != sizeof H + H.n_ops * sizeof(Op_t))
+        if (H.n_ops > len / sizeof(Op_t) || H.n_slots > UINT32_MAX ||
+            len != sizeof H + H.n_ops * sizeof(Op_t))
             die2("%s: truncated binary trace (%zu bytes, expected %" PRIu64 ")", path, len,
                  (uint64_t)(sizeof H + H.n_ops * sizeof(Op_t)));
         n_ops = H.n_ops;
