@@ -1,6 +1,7 @@
 # Makefile — a thin wrapper over CMake, for the two commands of the README.
 #
 #   make          configure and build into build/, then run the paper's figures
+#   make study    the allocator study: traces recorded, replayed, report in out/study/
 #   make check    three builds, each with its tests, stopping at the first failure:
 #                   build/       warnings are errors; every test
 #                   build-asan/  AddressSanitizer + UBSan; every test but test_install
@@ -15,7 +16,7 @@ JOBS ?= 2
 CTEST_FLAGS = --output-on-failure -j$(JOBS)
 EXAMPLES = fig1_region fig2_heapmem fig3_mmapdisc
 
-.PHONY: all build check check-normal check-asan check-tsan clean
+.PHONY: all build study check check-normal check-asan check-tsan clean
 
 all: build
 
@@ -23,6 +24,12 @@ build:
 	$(CMAKE) -S . -B build
 	$(CMAKE) --build build -j$(JOBS)
 	@for f in $(EXAMPLES); do echo "== examples/$$f"; ./build/examples/$$f || exit 1; done
+
+# The allocator study (the paper's section 3): record, replay, report in out/study/.
+study:
+	$(CMAKE) -S . -B build
+	$(CMAKE) --build build -j$(JOBS)
+	./tools/vmstudy --no-build --build build --out out/study
 
 # Sequential on purpose: the first failing stage stops the run.
 check:
