@@ -131,6 +131,10 @@ void* vmsegment(Vmalloc_t* vm, void* addr);
 int vmwalk(Vmalloc_t* vm, int (*visit)(Vmalloc_t*, void* block, size_t size, Vmdisc_t*, void* arg),
            void* arg);
 Vmdisc_t* vmdisc(Vmalloc_t* vm, Vmdisc_t* disc);
+/* vmview draws vm's arena (NULL: every region) as an SVG picture on fd, like
+ * the paper's Figures 6 and 7: one row per `row` bytes (0: 8192), busy blocks
+ * thick, free space thin, a colour per region. 0, or -1 with errno. */
+int vmview(Vmalloc_t* vm, int fd, size_t row);
 
 /* vmnewof/vmoldof: resize p to n objects of type plus x bytes (may move, the
  * content is kept); vmnewof zeroes the new space. The size is computed without

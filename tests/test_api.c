@@ -964,6 +964,37 @@ static void test_trace(void)
           "vmclose");
 }
 
+/* ---- vmview ---------------------------------------------------------------- */
+
+/* The arena picture: an SVG document with one bar per busy block (a block
+ * crossing a row boundary gives one more), written without allocating. */
+static void test_view(void)
+{
+    Vmalloc_t* vm = vmopen(Vmdcsystem, Vmbest, 0);
+    CHECK(vm, "vmopen");
+    for (int i = 0; i < 10; ++i)
+        CHECK(vmalloc(vm, 100), "vmalloc");
+    int fds[2];
+    CHECK(pipe(fds) == 0, "pipe");
+    CHECK(vmview(vm, fds[1], 0) == 0, "vmview failed");
+    close(fds[1]);
+    static char buf[1 << 16];
+    slurp(fds[0], buf, sizeof buf);
+    close(fds[0]);
+    CHECK(strncmp(buf, "<svg", 4) == 0, "vmview output does not start with <svg: %.40s", buf);
+    CHECK(strstr(buf, "</svg>") != NULL, "vmview output is not closed");
+    int bars = 0;
+    for (char* p = buf; (p = strstr(p, "<rect x=")) != NULL; ++p)
+        bars++;
+    CHECK(bars >= 10, "vmview drew %d bars for 10 busy blocks", bars);
+    errno = 0;
+    CHECK(vmview(vm, -1, 0) == -1 && errno == EBADF, "vmview(fd -1) did not fail with EBADF");
+    int null = open("/dev/null", O_WRONLY);
+    CHECK(null >= 0 && vmview(NULL, null, 4096) == 0, "vmview(NULL): every region");
+    close(null);
+    CHECK(vmclose(vm) == 0, "vmclose");
+}
+
 /* ---- Vmpool and Vmlast ----------------------------------------------------- */
 
 static void test_pool(void)
@@ -1189,5 +1220,6 @@ int main(void)
     test_last();
     test_dbcheck_all();
     test_large();
+    test_view();
     return T_DONE();
 }
