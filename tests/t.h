@@ -13,9 +13,12 @@
 #ifndef T_H
 #define T_H
 
+#include <fcntl.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 static int t_failures; /* failed EXPECTs so far */
 
@@ -72,6 +75,40 @@ static inline int all_zero(const void* p, size_t n)
         if (c[i])
             return 0;
     return 1;
+}
+
+/* A whole file, NUL-terminated, in malloc'd memory (its length in *len_out
+ * if not NULL); NULL if it cannot be read. */
+static inline char* t_read_file(const char* path, size_t* len_out)
+{
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return NULL;
+    size_t cap = 1 << 16, len = 0;
+    char* buf = malloc(cap);
+    ssize_t n;
+    while (buf && (n = read(fd, buf + len, cap - len - 1)) > 0) {
+        len += (size_t)n;
+        if (cap - len < 4096)
+            buf = realloc(buf, cap *= 2);
+    }
+    close(fd);
+    if (buf)
+        buf[len] = 0;
+    if (len_out)
+        *len_out = len;
+    return buf;
+}
+
+/* xorshift64*: a small, seeded, reproducible random stream (seed non-zero). */
+static inline uint64_t t_rand(uint64_t* s)
+{
+    uint64_t x = *s;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *s = x;
+    return x * 0x2545F4914F6CDD1Dull;
 }
 
 #endif /* T_H */

@@ -69,19 +69,9 @@ static int good(const unsigned char* p, uint32_t c)
     return a == c && b == c;
 }
 
-static uint64_t rnd(uint64_t* s)
-{
-    uint64_t x = *s;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *s = x;
-    return x * 0x2545F4914F6CDD1Dull;
-}
-
 static size_t pick_size(uint64_t* s)
 {
-    uint64_t r = rnd(s);
+    uint64_t r = t_rand(s);
     if (r % 16 == 0)
         return 16 + (size_t)(r >> 8) % 30000;
     return 16 + (size_t)(r >> 8) % 400;
@@ -100,11 +90,11 @@ static void* run(void* arg)
     unsigned char* live[LIVE] = {0};
     uint32_t cookie[LIVE];
     for (int op = 0; op < OPS; ++op) {
-        int i = (int)(rnd(&s) % LIVE);
+        int i = (int)(t_rand(&s) % LIVE);
         if (live[i]) {
             if (!good(live[i], cookie[i]))
                 errors += 1;
-            if (rnd(&s) % 4 == 0) {
+            if (t_rand(&s) % 4 == 0) {
                 size_t n = pick_size(&s);
                 unsigned char* q = A_RESIZE(live[i], n);
                 if (!q) {
@@ -124,7 +114,7 @@ static void* run(void* arg)
                 errors += 1;
                 continue;
             }
-            cookie[i] = (uint32_t)rnd(&s);
+            cookie[i] = (uint32_t)t_rand(&s);
             stamp(live[i], n, cookie[i]);
         }
     }

@@ -76,19 +76,9 @@ static int good(const unsigned char* p, uint32_t* cookie_out)
     return a == b;
 }
 
-static uint64_t rnd(uint64_t* s)
-{
-    uint64_t x = *s;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *s = x;
-    return x * 0x2545F4914F6CDD1Dull;
-}
-
 static size_t pick_size(uint64_t* s)
 {
-    uint64_t r = rnd(s);
+    uint64_t r = t_rand(s);
     switch (r % 8) {
     case 0:
         return 16 + (size_t)(r >> 8) % 20000;
@@ -111,12 +101,12 @@ static void* worker(void* arg)
     unsigned char* live[LIVE] = {0};
     unsigned long errors = 0;
     while (!__atomic_load_n(&stop, __ATOMIC_RELAXED)) {
-        int i = (int)(rnd(&s) % LIVE);
+        int i = (int)(t_rand(&s) % LIVE);
         uint32_t c;
         if (live[i]) {
             if (!good(live[i], &c))
                 errors += 1;
-            uint64_t r = rnd(&s) % 4;
+            uint64_t r = t_rand(&s) % 4;
             if (r == 0) {
                 size_t n = pick_size(&s);
                 unsigned char* q = A_RESIZE(live[i], n);
@@ -130,7 +120,7 @@ static void* worker(void* arg)
             }
             if (r == 1) { /* hand it on, or free the one waiting in the slot */
                 pthread_mutex_lock(&xlock);
-                unsigned char** slot = &xslot[rnd(&s) % 16];
+                unsigned char** slot = &xslot[t_rand(&s) % 16];
                 unsigned char* old = *slot;
                 *slot = live[i];
                 pthread_mutex_unlock(&xlock);
@@ -151,7 +141,7 @@ static void* worker(void* arg)
                 errors += 1;
                 continue;
             }
-            stamp(p, n, (uint32_t)rnd(&s));
+            stamp(p, n, (uint32_t)t_rand(&s));
             live[i] = p;
         }
     }
@@ -336,26 +326,6 @@ static int traced_main(const char* mode, const char* self)
     return 5;
 }
 
-/* Read a whole file into a malloc'd string. */
-static char* slurp(const char* path)
-{
-    int fd = open(path, O_RDONLY);
-    if (fd < 0)
-        return NULL;
-    size_t cap = 1 << 16, len = 0;
-    char* buf = malloc(cap);
-    ssize_t n;
-    while (buf && (n = read(fd, buf + len, cap - len - 1)) > 0) {
-        len += (size_t)n;
-        if (cap - len < 4096)
-            buf = realloc(buf, cap *= 2);
-    }
-    close(fd);
-    if (buf)
-        buf[len] = 0;
-    return buf;
-}
-
 /* How many allocation records of size n are in the trace text. */
 static int count_allocs(const char* text, size_t n)
 {
@@ -417,7 +387,7 @@ static void test_trace_fork_exec(const char* self)
         files += 1;
         char path[512];
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        char* t = slurp(path);
+        char* t = t_read_file(path, NULL);
         CHECK(t, "cannot read %s", path);
         char* end;
         long pid = strtol(e->d_name + 6, &end, 10);
@@ -445,7 +415,7 @@ static void test_trace_fork_exec(const char* self)
 
     /* one file for both */
     EXPECT(run_traced(self, single, "fork") == 0, "the traced fork run failed");
-    char* t = slurp(single);
+    char* t = t_read_file(single, NULL);
     CHECK(t, "no trace file %s", single);
     EXPECT(count_allocs(t, SZ_BEFORE) == 1 && count_allocs(t, SZ_CHILD) == 1 &&
                count_allocs(t, SZ_AFTER) == 1,
@@ -460,7 +430,7 @@ static void test_trace_fork_exec(const char* self)
     const char* modes[] = {"exec-untraced", "exec"};
     for (int m = 0; m < 2; ++m) {
         EXPECT(run_traced(self, single, modes[m]) == 0, "the traced %s run failed", modes[m]);
-        t = slurp(single);
+        t = t_read_file(single, NULL);
         CHECK(t, "no trace file %s", single);
         EXPECT(count_allocs(t, SZ_BEFORE) == 1 && count_allocs(t, SZ_EXEC) == 1,
                "%s: lines traced before execve were lost (%d, %d; want 1, 1)", modes[m],

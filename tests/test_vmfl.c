@@ -232,27 +232,6 @@ static int traced_main(const char* expect_path)
 
 /* ---- checking ------------------------------------------------------------------ */
 
-static char* slurp(const char* path, size_t* len_out)
-{
-    int fd = open(path, O_RDONLY);
-    if (fd < 0)
-        return NULL;
-    size_t cap = 1 << 16, len = 0;
-    char* buf = malloc(cap);
-    ssize_t n;
-    while (buf && (n = read(fd, buf + len, cap - len - 1)) > 0) {
-        len += (size_t)n;
-        if (cap - len < 4096)
-            buf = realloc(buf, cap *= 2);
-    }
-    close(fd);
-    if (buf)
-        buf[len] = 0;
-    if (len_out)
-        *len_out = len;
-    return buf;
-}
-
 /* Split text into lines in place; returns the count. */
 static size_t split_lines(char* text, char*** out)
 {
@@ -358,9 +337,9 @@ static void check_traced(const char* self)
           status);
 
     size_t tlen;
-    char* ttext = slurp(trace, &tlen);
+    char* ttext = t_read_file(trace, &tlen);
     CHECK(ttext && tlen > 0, "no trace in %s", trace);
-    char* etext = slurp(expect, NULL);
+    char* etext = t_read_file(expect, NULL);
     CHECK(etext, "no expectations in %s", expect);
     CHECK(ttext[tlen - 1] == '\n', "the trace does not end with a newline");
     char** tl;
