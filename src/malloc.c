@@ -377,12 +377,24 @@ void* realloc(void* p, size_t n)
         free(p);
         return NULL;
     }
+    const char* file;
+    int line;
+    vm_fl_take(&file, &line); /* noted again for whichever call serves p */
+    if (vm->meth == &vm_best_method) {
+        /* The common case, a block of Vmregion itself: one validation. */
+        if (file)
+            _vmflinfo(file, line);
+        void* q = vm_resize_quiet(vm, p, n, VM_RSCOPY);
+        if (q || errno != EINVAL)
+            return q;
+    }
     Vmalloc_t* own = mal_owner(vm, p);
     if (!own) {
-        vm_fl_drop();
         errno = EINVAL;
         return NULL;
     }
+    if (file)
+        _vmflinfo(file, line);
     if (own->meth == &vm_best_method) /* moves keep 16-byte alignment */
         return vmresize(own, p, n, VM_RSCOPY);
     void* q = vmresize(own, p, n, 0);

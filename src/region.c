@@ -147,7 +147,8 @@ int vmfree(Vmalloc_t* vm, void* block) { return vm_free_call(vm, block, 1); }
 
 int vm_free_quiet(Vmalloc_t* vm, void* block) { return vm_free_call(vm, block, 0); }
 
-void* vmresize(Vmalloc_t* vm, void* block, size_t size, int type)
+/* vmresize, announcing a bad address to the discipline or not. */
+static void* vm_resize_call(Vmalloc_t* vm, void* block, size_t size, int type, int announce)
 {
     if (!vm) {
         vm_fl_drop();
@@ -193,9 +194,23 @@ void* vmresize(Vmalloc_t* vm, void* block, size_t size, int type)
             errno = err ? err : ENOMEM;
             return NULL;
         }
+        if (fault == VM_BADADDR && !announce) {
+            errno = EINVAL;
+            return NULL;
+        }
         if (!vm_announce(vm, fault, obj))
             return NULL;
     }
+}
+
+void* vmresize(Vmalloc_t* vm, void* block, size_t size, int type)
+{
+    return vm_resize_call(vm, block, size, type, 1);
+}
+
+void* vm_resize_quiet(Vmalloc_t* vm, void* block, size_t size, int type)
+{
+    return vm_resize_call(vm, block, size, type, 0);
 }
 
 void* vm_resize_move(Vmalloc_t* vm, void* block, size_t oldsize, size_t size, int type)

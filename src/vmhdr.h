@@ -216,6 +216,8 @@ size_t vm_round(const Vmdisc_t* disc);
 /* region.c */
 /* vmfree without the VM_BADADDR event: for probing whether vm owns block. */
 int vm_free_quiet(Vmalloc_t* vm, void* block);
+/* vmresize without the VM_BADADDR event: NULL with EINVAL for a bad address. */
+void* vm_resize_quiet(Vmalloc_t* vm, void* block, size_t size, int type);
 extern pthread_mutex_t vm_list_lock; /* guards the list of open regions */
 extern Vmalloc_t* vm_list;           /* open regions, Vmheap first */
 /* Move-and-copy part of a resize, shared by methods: allocate a new block,
