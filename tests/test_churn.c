@@ -21,21 +21,13 @@
  */
 #define _GNU_SOURCE
 #include "t.h"
+#include "heapcalls.h"
 #include "vmalloc.h"
 
 #include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 
-#ifdef VMALLOC_MALLOC_ON
-#define A_ALLOC(n) malloc(n)
-#define A_RESIZE(p, n) realloc(p, n)
-#define A_FREE(p) free(p)
-#else
-#define A_ALLOC(n) vmalloc(Vmheap, n)
-#define A_RESIZE(p, n) vmresize(Vmheap, p, n, VM_RSCOPY)
-#define A_FREE(p) vmfree(Vmheap, p)
-#endif
 
 enum { BATCH = 8, WARMUP = 4, ROUNDS = 100, OPS = 1000, LIVE = 48, HANDOFF = 8, GIFTS = 8 };
 

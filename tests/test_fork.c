@@ -28,6 +28,7 @@
  */
 #define _GNU_SOURCE
 #include "t.h"
+#include "heapcalls.h"
 #include "vmalloc.h"
 
 #include <dirent.h>
@@ -43,15 +44,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#ifdef VMALLOC_MALLOC_ON
-#define A_ALLOC(n) malloc(n)
-#define A_RESIZE(p, n) realloc(p, n)
-#define A_FREE(p) free(p)
-#else
-#define A_ALLOC(n) vmalloc(Vmheap, n)
-#define A_RESIZE(p, n) vmresize(Vmheap, p, n, VM_RSCOPY)
-#define A_FREE(p) vmfree(Vmheap, p)
-#endif
 
 enum { NWORKERS = 3, LIVE = 64, FORKS = 40 };
 
