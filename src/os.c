@@ -36,6 +36,41 @@ void* vm_os_map(size_t size)
     return p == MAP_FAILED ? NULL : p;
 }
 
+/* No MAP_ALIGNED on Linux. The kernel places mappings top-down, next to
+ * each other, so once one is aligned the following ones of aligned sizes
+ * usually are: try a plain mapping first, and only if it is misaligned map
+ * size + align and trim both ends. */
+void* vm_os_map_aligned(size_t size, size_t align)
+{
+    char* p = vm_os_map(size);
+    if (!p || ((uintptr_t)p & (align - 1)) == 0)
+        return p;
+    (void)munmap(p, size);
+    if (size > SIZE_MAX - align) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    p = vm_os_map(size + align);
+    if (!p)
+        return NULL;
+    char* a = (char*)(((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1));
+    if (a > p)
+        (void)munmap(p, (size_t)(a - p));
+    if (a + size < p + size + align)
+        (void)munmap(a + size, (size_t)(p + size + align - (a + size)));
+    return a;
+}
+
+uint64_t vm_os_now_ms(void)
+{
+    struct timespec ts;
+#ifdef CLOCK_MONOTONIC_COARSE
+    if (clock_gettime(CLOCK_MONOTONIC_COARSE, &ts) != 0)
+#endif
+        (void)clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 int vm_os_unmap(void* addr, size_t size) { return munmap(addr, size); }
 
 /* Linux mremap without MREMAP_MAYMOVE grows a mapping only when the pages

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 
 pthread_mutex_t vm_list_lock = PTHREAD_MUTEX_INITIALIZER;
+pthread_mutex_t vm_cache_lock = PTHREAD_MUTEX_INITIALIZER;
 Vmalloc_t* vm_list; /* regions made by vmopen; Vmheap is not on it */
 
 /* Vmdebug and Vmprofile are methods of a later issue; NULL makes vmopen()
@@ -69,6 +70,13 @@ static void vm_zero_tail(Vmalloc_t* vm, void* p, long from)
         memset((char*)p + from, 0, (size_t)(to - from));
 }
 
+/* May this call take the method's lock-free path? Not when it is traced or
+ * carries a VMFL note: those go the locked way, which records them. */
+static inline int vm_fast_ok(const Vmalloc_t* vm)
+{
+    return vm->meth->fastallocf && !vm_fl_pending() && !vm_tracing(vm);
+}
+
 /* The one allocation path behind vmalloc, vmalign and vmresize(NULL). */
 static void* vm_alloc_call(Vmalloc_t* vm, size_t size, size_t align, int clear)
 {
@@ -103,10 +111,23 @@ static void* vm_alloc_call(Vmalloc_t* vm, size_t size, size_t align, int clear)
     }
 }
 
-void* vmalloc(Vmalloc_t* vm, size_t size) { return vm_alloc_call(vm, size, 0, 0); }
+void* vmalloc(Vmalloc_t* vm, size_t size)
+{
+    if (__builtin_expect(vm != NULL, 1) && vm_fast_ok(vm)) {
+        void* p = vm->meth->fastallocf(vm, size, 0);
+        if (p)
+            return p;
+    }
+    return vm_alloc_call(vm, size, 0, 0);
+}
 
 void* vmalign(Vmalloc_t* vm, size_t size, size_t align)
 {
+    if (vm && align <= VM_ALIGN && vm_is_pow2(align) && vm_fast_ok(vm)) {
+        void* p = vm->meth->fastallocf(vm, size, align);
+        if (p)
+            return p;
+    }
     if (!vm_is_pow2(align)) {
         vm_fl_drop();
         errno = EINVAL;
@@ -143,9 +164,38 @@ static int vm_free_call(Vmalloc_t* vm, void* block, int announce)
     return r < 0 ? -1 : 0;
 }
 
-int vmfree(Vmalloc_t* vm, void* block) { return vm_free_call(vm, block, 1); }
+int vmfree(Vmalloc_t* vm, void* block)
+{
+    if (vm && block && vm_fast_ok(vm) && vm->meth->fastfreef(vm, block) == 0)
+        return 0;
+    return vm_free_call(vm, block, 1);
+}
 
-int vm_free_quiet(Vmalloc_t* vm, void* block) { return vm_free_call(vm, block, 0); }
+int vm_free_quiet(Vmalloc_t* vm, void* block)
+{
+    if (vm && block && vm_fast_ok(vm) && vm->meth->fastfreef(vm, block) == 0)
+        return 0;
+    return vm_free_call(vm, block, 0);
+}
+
+/* realloc's common case for a method with lock-free paths: a block that
+ * stays in its size class, or moves by a lock-free allocate, copy and free.
+ * NULL: take the locked path. */
+static void* vm_resize_fast(Vmalloc_t* vm, void* block, size_t size)
+{
+    long old = vm->meth->fastsizef(vm, block);
+    if (old < 0 || size > VM_MAXSIZE)
+        return NULL;
+    if (size <= (size_t)old && (size > (size_t)old / 2 || old <= 128))
+        return block; /* little to gain by moving */
+    void* p = vm->meth->fastallocf(vm, size, 0);
+    if (!p)
+        return NULL;
+    memcpy(p, block, size < (size_t)old ? size : (size_t)old);
+    if (vm->meth->fastfreef(vm, block) != 0)
+        (void)vm_free_call(vm, block, 1);
+    return p;
+}
 
 /* vmresize, announcing a bad address to the discipline or not. */
 static void* vm_resize_call(Vmalloc_t* vm, void* block, size_t size, int type, int announce)
@@ -160,6 +210,11 @@ static void* vm_resize_call(Vmalloc_t* vm, void* block, size_t size, int type, i
     if (size == 0) {
         (void)vmfree(vm, block);
         return NULL;
+    }
+    if ((type & ~VM_RSMOVE) == VM_RSCOPY && vm_fast_ok(vm)) {
+        void* p = vm_resize_fast(vm, block, size);
+        if (p)
+            return p;
     }
     const char* file;
     int line;
@@ -324,13 +379,13 @@ int vmstat(Vmalloc_t* vm, Vmstat_t* st)
         vm = vm_heap_region();
     memset(st, 0, sizeof *st);
     int locked = vm_lock(vm);
-    int r = vm->meth->statf(vm, st);
     st->n_busy = vm->n_busy;
     st->s_busy = vm->s_busy;
     st->max_busy = vm->max_busy;
     st->n_seg = vm->nsegs + (vm->tabdisc ? 1 : 0);
     st->extent = vm->extent;
     st->mode = vm->meth->id | (vm->flags & VM_FLAGS);
+    int r = vm->meth->statf(vm, st); /* may correct the busy figures (thread caches) */
     vm_unlock(vm, locked);
     return r;
 }
@@ -513,6 +568,8 @@ int vmclose(Vmalloc_t* vm)
         errno = EINVAL;
         return -1;
     }
+    if (vm->meth->closef)
+        vm->meth->closef(vm);
     int locked = vm_lock(vm); /* wait for calls in progress */
     if (vm_tracing(vm))
         vm_trace_region(vm, "close");
@@ -587,13 +644,15 @@ int vmwalk(Vmalloc_t* vm, Vmvisit_f visit, void* arg)
 
 /* ---- fork ---------------------------------------------------------------- */
 
-/* Take every lock in the library's order: the region list, each open region
- * (newest first: a region made over another region is newer than it, and its
- * discipline takes the other's lock inside its own), Vmheap, the sbrk
+/* Take every lock in the library's order: the thread caches' lock, the
+ * region list, each open region (newest first: a region made over another
+ * region is newer than it, and its discipline takes the other's lock inside
+ * its own), Vmheap, the sbrk
  * discipline's lock, the trace buffer. Released in reverse by the handlers
  * below, in the parent and in the child. */
 void vm_fork_prepare(void)
 {
+    pthread_mutex_lock(&vm_cache_lock);
     pthread_mutex_lock(&vm_list_lock);
     for (Vmalloc_t* vm = vm_list; vm; vm = vm->next)
         if (!(vm->flags & VM_TRUST))
@@ -616,6 +675,7 @@ void vm_fork_parent(void)
         if (!(vm->flags & VM_TRUST))
             pthread_mutex_unlock(&vm->lock);
     pthread_mutex_unlock(&vm_list_lock);
+    pthread_mutex_unlock(&vm_cache_lock);
 }
 
 void (*vm_fork_child_hook)(void);

@@ -28,18 +28,18 @@ static int trace_direct; /* set at exit: no buffering from then on */
 static uint64_t trace_fileid; /* what vm_trace_fd referred to when it was set */
 
 /* The file and line a -DVMFL caller noted for its next call on this thread. */
-static __thread const char* trace_file __attribute__((tls_model("initial-exec")));
+__thread const char* vm_fl_file __attribute__((tls_model("initial-exec")));
 static __thread int trace_line __attribute__((tls_model("initial-exec")));
 
 void _vmflinfo(const char* file, int line)
 {
-    trace_file = file;
+    vm_fl_file = file;
     trace_line = line;
 }
 
 void vm_fl_take(const char** file, int* line)
 {
-    *file = trace_file;
+    *file = vm_fl_file;
     *line = 0;
     /* Write the thread's TLS only when a -DVMFL caller set it. Allocation
      * calls also come from glibc itself, among them while it creates and
@@ -48,7 +48,7 @@ void vm_fl_take(const char** file, int* line)
      * and reading is all an uninstrumented call needs. */
     if (*file) {
         *line = trace_line;
-        trace_file = NULL;
+        vm_fl_file = NULL;
     }
 }
 

@@ -101,6 +101,21 @@ struct _vmethod_s {
      * violations found (0: intact). Must not crash on a corrupted region
      * where that can be avoided: it follows no pointer it has not bounded. */
     int (*checkf)(Vmalloc_t* vm);
+
+    /* Optional. The lock-free paths of a method that can serve some calls
+     * without the region lock (Vmbest's thread caches). The core calls them
+     * unlocked, before the locked path, when the call is not traced and
+     * carries no VMFL note; they never fault and never set errno:
+     *   fastallocf  a block as allocf would give, or NULL: take the locked path;
+     *   fastfreef   0 when freed, anything else: take the locked path (which
+     *               validates again and reports);
+     *   fastsizef   sizef's answer for a busy block, or -1: ask sizef. */
+    void* (*fastallocf)(Vmalloc_t* vm, size_t size, size_t align);
+    int (*fastfreef)(Vmalloc_t* vm, void* block);
+    long (*fastsizef)(Vmalloc_t* vm, void* block);
+    /* Optional. The region is about to be closed (unlocked, no calls in
+     * progress): let go of anything outside its segments. */
+    void (*closef)(Vmalloc_t* vm);
 };
 
 struct _vmalloc_s {
@@ -219,6 +234,10 @@ int vm_free_quiet(Vmalloc_t* vm, void* block);
 /* vmresize without the VM_BADADDR event: NULL with EINVAL for a bad address. */
 void* vm_resize_quiet(Vmalloc_t* vm, void* block, size_t size, int type);
 extern pthread_mutex_t vm_list_lock; /* guards the list of open regions */
+/* Guards the birth and death of methods' per-thread caches. Taken before any
+ * region lock (a thread holding a region lock may only try it); the core's
+ * fork handlers take it first. */
+extern pthread_mutex_t vm_cache_lock;
 extern Vmalloc_t* vm_list;           /* open regions, Vmheap first */
 /* Move-and-copy part of a resize, shared by methods: allocate a new block,
  * copy min(oldsize, size) bytes if VM_RSCOPY, free the old one. Locked. */
@@ -239,6 +258,9 @@ void vm_trace(Vmalloc_t* vm, const void* old, const void* new, size_t size, cons
 void vm_trace_region(Vmalloc_t* vm, const char* what);
 /* Take (and forget) the file and line the calling thread noted with VMFL. */
 void vm_fl_take(const char** file, int* line);
+/* Has the calling thread a VMFL note waiting? (One TLS load.) */
+extern __thread const char* vm_fl_file __attribute__((tls_model("initial-exec")));
+static inline int vm_fl_pending(void) { return vm_fl_file != NULL; }
 /* Forget it: for calls that fail before reaching the region. */
 static inline void vm_fl_drop(void)
 {
@@ -273,6 +295,8 @@ extern Vmalloc_t* vm_heap_region(void); /* the static Vmheap object */
  * page size where the call needs it; NULL or -1 on failure with errno set. */
 size_t vm_os_pagesize(void);
 void* vm_os_map(size_t size);                            /* fresh zeroed pages */
+void* vm_os_map_aligned(size_t size, size_t align);      /* the same, at a multiple of align */
+uint64_t vm_os_now_ms(void);                             /* a monotonic clock, cheap and coarse */
 int vm_os_unmap(void* addr, size_t size);
 int vm_os_remap_inplace(void* addr, size_t osize, size_t nsize); /* 0: done, no move */
 int vm_os_purge(void* addr, size_t size);                /* drop the pages' content */

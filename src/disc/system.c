@@ -3,15 +3,21 @@
  * the kernel, zero-filled, released with munmap, grown and shrunk in place
  * with mremap (without moving, as the discipline contract requires). The
  * default raw memory of Vmheap and of regions that name no better source.
+ * Requests of whole multiples of 64 KiB are aligned to 64 KiB, so that
+ * Vmbest can lay its small-block pages in them (method/page.h).
  */
 #include "../vmhdr.h"
+
+#define SYSTEM_ALIGN ((size_t)64 << 10)
 
 static void* system_memory(Vmalloc_t* vm, void* addr, size_t csz, size_t nsz, Vmdisc_t* disc)
 {
     (void)vm;
     (void)disc;
     if (csz == 0)
-        return nsz ? vm_os_map(nsz) : NULL;
+        return nsz == 0 ? NULL
+               : nsz % SYSTEM_ALIGN == 0 ? vm_os_map_aligned(nsz, SYSTEM_ALIGN)
+                                         : vm_os_map(nsz);
     if (nsz == 0)
         return vm_os_unmap(addr, csz) == 0 ? addr : NULL;
     return vm_os_remap_inplace(addr, csz, nsz) == 0 ? addr : NULL;

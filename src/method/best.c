@@ -32,7 +32,9 @@
  * path, growth slack on moving resizes) and size-class pages belong to the
  * next stage; they slot in front of best_take_bin() and best_free().
  */
-#include "../vmhdr.h"
+#include "page.h"
+
+#include <stddef.h>
 
 #define BEST_HDR ((size_t)16)       /* header: head + check */
 #define BEST_MINBLK ((size_t)32)    /* smallest block: head, two links, footer */
@@ -69,6 +71,8 @@ typedef struct best_s {
     Blk* tree;         /* splay tree of free blocks of BEST_BIG bytes and up */
     Blk* wild;         /* the wilderness block, in no bin or tree; or NULL */
     Vmseg_t* wildseg;  /* the segment whose end may grow in place */
+    int ready;         /* pg is set up (Vmheap starts all zero) */
+    Pgstate_t pg;      /* the small blocks (page.c); kept by best_clear */
 } Best_t;
 
 static inline Best_t* best_state(Vmalloc_t* vm) { return (Best_t*)vm_state(vm); }
@@ -518,8 +522,26 @@ static void best_trim(Vmalloc_t* vm, Blk* b, size_t size)
     best_free_blk(vm, r);
 }
 
+/* The page layer is set up lazily: Vmheap is a static region, all zero. */
+static inline Pgstate_t* best_pages(Vmalloc_t* vm)
+{
+    Best_t* st = best_state(vm);
+    if (__builtin_expect(!st->ready, 0)) {
+        pg_init(vm, &st->pg);
+        st->ready = 1;
+    }
+    return &st->pg;
+}
+
 static void* best_alloc(Vmalloc_t* vm, size_t size, size_t align)
 {
+    Pgstate_t* pg = best_pages(vm);
+    if (pg_small(pg, size, align)) {
+        void* p = pg_alloc(vm, pg, size);
+        if (p)
+            return p;
+        vm->fault = 0; /* no page: try the shared segments */
+    }
     if (align <= VM_ALIGN) {
         if (size >= BEST_HUGE) {
             void* p = best_huge_alloc(vm, size, 0);
@@ -573,7 +595,7 @@ static Blk* best_busy(Vmalloc_t* vm, void* p)
     if (vm->flags & VM_TRUST)
         return b;
     Vmseg_t* seg = ((uintptr_t)p & (VM_ALIGN - 1)) ? NULL : vm_seg_find(vm, p);
-    if (!seg || (char*)b < seg->data || (char*)p > seg->end)
+    if (!seg || (seg->mflags & SEG_PAGES) || (char*)b < seg->data || (char*)p > seg->end)
         goto bad;
     if (!(b->head & BUSY) || !best_check_ok(vm, b))
         goto bad;
@@ -581,7 +603,7 @@ static Blk* best_busy(Vmalloc_t* vm, void* p)
         if (!(seg->mflags & SEG_HUGE) || seg->mdata != b)
             goto bad;
     } else if (blk_size(b) < BEST_MINBLK || (char*)b + blk_size(b) > seg->end - BEST_HDR ||
-               (seg->mflags & SEG_HUGE))
+               (seg->mflags & (SEG_HUGE | SEG_PAGES)))
         goto bad;
     return b;
 bad:
@@ -591,6 +613,9 @@ bad:
 
 static int best_free(Vmalloc_t* vm, void* p)
 {
+    int r = pg_free(vm, best_pages(vm), p);
+    if (r != 1)
+        return r;
     Blk* b = best_busy(vm, p);
     if (!b)
         return -1;
@@ -641,8 +666,24 @@ static int best_grow_inplace(Vmalloc_t* vm, Blk* b, size_t size)
     return 0;
 }
 
+/* Resize a small block: it stays while the size fits its class and is more
+ * than half of it; otherwise it moves (to a block of any kind). */
+static void* best_resize_small(Vmalloc_t* vm, void* p, long old, size_t size, int type)
+{
+    if (old < 0) {
+        vm_fault(vm, VM_BADADDR, p);
+        return NULL;
+    }
+    if (size <= (size_t)old && (size > (size_t)old / 2 || old <= 128 || !(type & VM_RSMOVE)))
+        return p;
+    return vm_resize_move(vm, p, (size_t)old, size, type);
+}
+
 static void* best_resize(Vmalloc_t* vm, void* p, size_t size, int type)
 {
+    long small = pg_size(vm, best_pages(vm), p);
+    if (small != -2)
+        return best_resize_small(vm, p, small, size, type);
     Blk* b = best_busy(vm, p);
     if (!b)
         return NULL;
@@ -673,6 +714,9 @@ static void* best_resize(Vmalloc_t* vm, void* p, size_t size, int type)
 
 static long best_size(Vmalloc_t* vm, void* p)
 {
+    long small = pg_size(vm, best_pages(vm), p);
+    if (small != -2)
+        return small;
     Blk* b = best_busy(vm, p);
     vm->fault = 0; /* a question, not a call that failed */
     return b ? (long)blk_usable(b) : -1;
@@ -680,9 +724,12 @@ static long best_size(Vmalloc_t* vm, void* p)
 
 static long best_addr(Vmalloc_t* vm, void* addr)
 {
+    long small = pg_addr(vm, best_pages(vm), addr);
+    if (small != -2)
+        return small;
     Vmseg_t* seg = vm_seg_find(vm, addr);
     char* a = addr;
-    if (!seg)
+    if (!seg || (seg->mflags & SEG_PAGES))
         return -1;
     if (seg->mflags & SEG_HUGE) {
         Blk* b = seg->mdata;
@@ -701,17 +748,22 @@ static int best_init(Vmalloc_t* vm)
 {
     if (vm->home)
         best_seg_format(vm, vm->home);
+    (void)best_pages(vm);
     return 0;
 }
 
 static int best_clear(Vmalloc_t* vm)
 {
     Best_t* st = best_state(vm);
-    memset(st, 0, sizeof *st);
+    Pgstate_t* pg = best_pages(vm);
+    memset(st, 0, offsetof(Best_t, ready));
+    pg_clear(vm, pg);
     /* Huge segments go back; the others become single free blocks. Walk
      * backwards: vm_seg_put shifts the table's tail. */
     for (size_t i = vm->nsegs; i-- > 0;) {
         Vmseg_t* seg = vm->segs[i];
+        if (seg->mflags & SEG_PAGES)
+            continue;
         if ((seg->mflags & SEG_HUGE) && vm_seg_put(vm, seg) == 0)
             continue;
         best_seg_format(vm, seg);
@@ -722,9 +774,10 @@ static int best_clear(Vmalloc_t* vm)
 static int best_compact(Vmalloc_t* vm)
 {
     Best_t* st = best_state(vm);
+    pg_compact(vm, best_pages(vm));
     for (size_t i = vm->nsegs; i-- > 0;) {
         Vmseg_t* seg = vm->segs[i];
-        if (seg->mflags & SEG_HUGE)
+        if (seg->mflags & (SEG_HUGE | SEG_PAGES))
             continue;
         Blk* first = blk_at(seg->data);
         if (seg != vm->home && blk_size(first) && !(first->head & BUSY) &&
@@ -754,8 +807,14 @@ static int best_compact(Vmalloc_t* vm)
 
 static int best_stat(Vmalloc_t* vm, Vmstat_t* st)
 {
+    Pgstate_t* pg = best_pages(vm);
+    pg_stat_caches(vm, pg, st);
     for (size_t i = 0; i < vm->nsegs; ++i) {
         Vmseg_t* seg = vm->segs[i];
+        if (seg->mflags & SEG_PAGES) {
+            pg_stat_seg(vm, pg, seg, st);
+            continue;
+        }
         Blk* b = (seg->mflags & SEG_HUGE) ? seg->mdata : blk_at(seg->data);
         for (; blk_size(b) != 0; b = blk_next(b)) {
             if (b->head & BUSY) {
@@ -776,8 +835,15 @@ static int best_stat(Vmalloc_t* vm, Vmstat_t* st)
 
 static int best_walk(Vmalloc_t* vm, Vmvisit_f visit, void* arg)
 {
+    Pgstate_t* pg = best_pages(vm);
     for (size_t i = 0; i < vm->nsegs; ++i) {
         Vmseg_t* seg = vm->segs[i];
+        if (seg->mflags & SEG_PAGES) {
+            int r = pg_walk_seg(vm, pg, seg, visit, arg);
+            if (r != 0)
+                return r;
+            continue;
+        }
         Blk* b = (seg->mflags & SEG_HUGE) ? seg->mdata : blk_at(seg->data);
         for (; blk_size(b) != 0; b = blk_next(b)) {
             if (b->head & BUSY) {
@@ -798,7 +864,7 @@ static int best_walk(Vmalloc_t* vm, Vmvisit_f visit, void* arg)
 static int best_owns(Vmalloc_t* vm, const Blk* b)
 {
     Vmseg_t* seg = b ? vm_seg_find(vm, b) : NULL;
-    return seg && !(seg->mflags & SEG_HUGE) && (const char*)b >= seg->data &&
+    return seg && !(seg->mflags & (SEG_HUGE | SEG_PAGES)) && (const char*)b >= seg->data &&
            (const char*)b + BEST_MINBLK <= seg->end - BEST_HDR && ((uintptr_t)b & 15) == 0;
 }
 
@@ -847,10 +913,15 @@ static int best_check_tree(Vmalloc_t* vm, Blk* t, size_t* count, size_t limit)
 static int best_check(Vmalloc_t* vm)
 {
     Best_t* st = best_state(vm);
-    int bad = 0;
+    Pgstate_t* pg = best_pages(vm);
+    int bad = pg_check(vm, pg);
     size_t nfree = 0, nbusy = 0, sbusy = 0, wildseen = 0;
     for (size_t i = 0; i < vm->nsegs; ++i) {
         Vmseg_t* seg = vm->segs[i];
+        if (seg->mflags & SEG_PAGES) {
+            bad += pg_check_seg(vm, pg, seg, &nbusy, &sbusy);
+            continue;
+        }
         if (seg->mflags & SEG_HUGE) {
             Blk* b = seg->mdata;
             if ((char*)b < seg->data || !(b->head & HUGE) || !(b->head & BUSY) ||
@@ -932,6 +1003,35 @@ static int best_check(Vmalloc_t* vm)
     return bad;
 }
 
+/* ---- the lock-free paths: small blocks through the thread caches -------- */
+
+static void* best_fast_alloc(Vmalloc_t* vm, size_t size, size_t align)
+{
+    Best_t* st = best_state(vm);
+    if (!pg_small(&st->pg, size, align))
+        return NULL;
+    return pg_fast_alloc(vm, &st->pg, size);
+}
+
+static int best_fast_free(Vmalloc_t* vm, void* p)
+{
+    Best_t* st = best_state(vm);
+    return st->pg.on ? pg_fast_free(vm, &st->pg, p) : 1;
+}
+
+static long best_fast_size(Vmalloc_t* vm, void* p)
+{
+    Best_t* st = best_state(vm);
+    return st->pg.on ? pg_fast_size(vm, &st->pg, p) : -1;
+}
+
+static void best_close(Vmalloc_t* vm)
+{
+    Best_t* st = best_state(vm);
+    if (st->ready)
+        pg_close(vm, &st->pg);
+}
+
 Vmethod_t vm_best_method = {
     .name = "best",
     .id = VM_MTBEST,
@@ -947,6 +1047,10 @@ Vmethod_t vm_best_method = {
     .statf = best_stat,
     .walkf = best_walk,
     .checkf = best_check,
+    .fastallocf = best_fast_alloc,
+    .fastfreef = best_fast_free,
+    .fastsizef = best_fast_size,
+    .closef = best_close,
 };
 Vmethod_t* Vmbest = &vm_best_method;
 

@@ -1,0 +1,966 @@
+/*
+ * method/page.c — Vmbest's small blocks: size classes in 64 KiB pages, and
+ * per-thread caches so that malloc/free of small sizes take no lock.
+ *
+ * Algorithm (the glossary is page.h).
+ *   - A request of at most PG_MAXSMALL bytes is rounded up to its class (48
+ *     classes; waste <= 12.5% above 256 bytes, < 16 bytes below) and served
+ *     from a page holding only blocks of that class, with no per-block
+ *     header. The page is found from a block's address by masking; whether
+ *     the address is in a page at all is one byte in a process-wide map
+ *     (two levels: 2^15 pointers, leaves of 2^16 bytes made on demand), so a
+ *     foreign pointer is recognised in O(1) without touching its memory.
+ *   - Each thread has, per region, a cache: a LIFO list per class of at most
+ *     max blocks. malloc pops from it, free pushes onto it, both without a
+ *     lock or an atomic instruction. An empty list is refilled, an overfull
+ *     one half flushed, in one batch under the region lock ("central" pages:
+ *     a free list per page plus never-used blocks carved in address order).
+ *     A free from another thread goes to the freeing thread's cache, and from
+ *     there back to the block's page: no page is owned by a thread. A thread
+ *     that exits gives its caches back (a pthread key destructor).
+ *   - A page whose blocks are all back is given back to the region's lists
+ *     of empty pages (dirty: touched since its last purge; clean). Dirty
+ *     pages beyond max(16, active / 8) are purged at once (madvise), all of
+ *     them after a second without purging, and a page segment that is wholly
+ *     empty goes back to the discipline when as much empty memory is left
+ *     elsewhere, or at the next timed purge, or at vmcompact.
+ *
+ * Bounds. malloc/free: O(1) with no lock while the thread's list has a block
+ * or room; a refill or flush moves max/2 blocks under the lock, O(max/2).
+ * Page lookup: two dependent loads. Space: 0 header bytes per block; 128
+ * bytes per page (192 in a segment's first page); a cache holds at most
+ * max(8, min(256, 32 KiB / size)) blocks per class.
+ *
+ * Locking. Page lists, page descriptors and the region's cache list are
+ * guarded by the region lock. A cache's lists belong to its thread; other
+ * threads read only its counts (relaxed atomics) for vmstat, and vmclear
+ * empties them (clearing a region while other threads use it is an error).
+ * vm_cache_lock (the core's) guards the creation and death of caches; it is taken before a
+ * region lock, never after (a thread holding a region lock only tries it).
+ */
+#include "page.h"
+
+#include <pthread.h>
+
+#define PG_START 128  /* first block of a page */
+#define PG_START0 192 /* first block of a segment's first page (the counters first) */
+#define PG_SEGINFO 128
+#define PG_MINSEG 4   /* pages in the first page segment of a region */
+#define PG_MAXSEG 32  /* and at most (2 MiB) */
+#define PG_DIRTYMIN 16
+#define PG_TICK_MS 1000
+
+enum { PG_EMPTY = 0, PG_ACTIVE = 1 };
+
+struct pg_page {
+    Vmalloc_t* vm;         /* owner while active; NULL while empty */
+    void* free;            /* blocks given back, linked through word 0 */
+    Pgpage_t *next, *prev; /* in partial[cls], or in the dirty or clean list */
+    Vmseg_t* seg;          /* the page segment */
+    uint32_t bsize, recip; /* class size; 2^32 / bsize + 1 (exact division below 2^16) */
+    uint16_t cls, cap, start, used, nfree;
+    uint16_t bump;         /* written under the lock, read by the fast free: atomic */
+    uint8_t state, dirty;
+};
+
+typedef struct {
+    uint32_t npages, nactive;
+    char* first; /* page 0 */
+} Pgseg_t;
+
+typedef struct {
+    void* head;
+    uint32_t n;   /* written by the owner, read by vmstat: relaxed atomic */
+    uint32_t max; /* at most this many; a refill or flush moves max / 2 */
+} Pgbin_t;
+
+struct pg_cache {
+    Vmalloc_t* vm;            /* atomic: NULL once the region is closed */
+    Pgstate_t* pg;
+    Pgcache_t* tnext;         /* the thread's caches, most recently used first */
+    Pgcache_t *rnext, *rprev; /* the region's caches */
+    size_t mapsize;
+    Pgbin_t bin[PG_NCLASS];
+};
+
+_Static_assert(sizeof(Pgpage_t) <= PG_START - PG_DESC, "page descriptor too big");
+_Static_assert(sizeof(Vmseg_t) <= PG_DESC, "a segment header must fit before page 0's descriptor");
+_Static_assert(PG_SEGINFO + sizeof(Pgseg_t) <= PG_START0, "segment counters too big");
+
+static const uint16_t pg_csize[PG_NCLASS] = {
+    16,   32,   48,   64,   80,   96,   112,  128,  144,  160,  176,  192,
+    208,  224,  240,  256,  288,  320,  352,  384,  416,  448,  480,  512,
+    576,  640,  704,  768,  832,  896,  960,  1024, 1152, 1280, 1408, 1536,
+    1664, 1792, 1920, 2048, 2304, 2560, 2816, 3072, 3328, 3584, 3840, 4096,
+};
+
+/* The class of a request of n <= PG_MAXSMALL bytes. */
+static inline unsigned pg_class(size_t n)
+{
+    if (n <= 256)
+        return n ? (unsigned)((n + 15) >> 4) - 1 : 0;
+    unsigned b = 63u - (unsigned)__builtin_clzll((unsigned long long)(n - 1));
+    return 16 + (b - 8) * 8 + (unsigned)((n - 1 - ((size_t)1 << b)) >> (b - 3));
+}
+
+static inline uint32_t pg_cache_max(unsigned k)
+{
+    uint32_t m = (uint32_t)((32u << 10) / pg_csize[k]);
+    return m < 8 ? 8 : m > 256 ? 256 : m;
+}
+
+/* ---- the page map: is an address in a page? ------------------------------ */
+
+#define PG_MAPTOP (1u << 15) /* addresses below 2^47 */
+static uint8_t* pg_map[PG_MAPTOP];
+
+static inline uint8_t* pg_map_leaf(uintptr_t a)
+{
+    return a >> 47 ? NULL : __atomic_load_n(&pg_map[a >> 32], __ATOMIC_ACQUIRE);
+}
+
+static inline char* pg_base(const void* p) { return (char*)((uintptr_t)p & ~(PG_SIZE - 1)); }
+static inline Pgpage_t* pg_desc(const char* P) { return (Pgpage_t*)(P + PG_DESC); }
+
+/* The page holding p, or NULL if p is in no page. O(1), reads no memory of p. */
+static inline Pgpage_t* pg_page_of(const void* p)
+{
+    uintptr_t a = (uintptr_t)p;
+    uint8_t* leaf = pg_map_leaf(a);
+    if (!leaf || !__atomic_load_n(&leaf[(a >> PG_SHIFT) & 0xffff], __ATOMIC_RELAXED))
+        return NULL;
+    return pg_desc(pg_base(p));
+}
+
+/* Mark page P as a page (on) or not. Locked by the region; leaves are shared
+ * by all regions, so a new one is published with a compare-and-swap. */
+static int pg_map_set(char* P, int on)
+{
+    uintptr_t a = (uintptr_t)P;
+    if (a >> 47)
+        return -1;
+    uint8_t* leaf = pg_map_leaf(a);
+    if (!leaf) {
+        if (!on)
+            return 0;
+        uint8_t* fresh = vm_os_map((size_t)1 << 16);
+        if (!fresh)
+            return -1;
+        uint8_t* expect = NULL;
+        if (__atomic_compare_exchange_n(&pg_map[a >> 32], &expect, fresh, 0, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_ACQUIRE))
+            leaf = fresh;
+        else {
+            (void)vm_os_unmap(fresh, (size_t)1 << 16);
+            leaf = expect;
+        }
+    }
+    __atomic_store_n(&leaf[(a >> PG_SHIFT) & 0xffff], (uint8_t)(on != 0), __ATOMIC_RELAXED);
+    return 0;
+}
+
+/* ---- blocks ------------------------------------------------------------- */
+
+static inline uint64_t pg_key(const Pgstate_t* pg, const void* p)
+{
+    return (((uint64_t)(uintptr_t)p ^ pg->key) * 0x9E3779B97F4A7C15ull) | 1;
+}
+
+static inline int pg_is_free(const Pgstate_t* pg, const void* p)
+{
+    return ((const uint64_t*)p)[1] == pg_key(pg, p);
+}
+
+static inline void pg_mark_free(const Pgstate_t* pg, void* p, void* next)
+{
+    ((void**)p)[0] = next;
+    ((uint64_t*)p)[1] = pg_key(pg, p);
+}
+
+static inline void* pg_block(const Pgpage_t* d, unsigned i)
+{
+    return pg_base(d) + d->start + (size_t)i * d->bsize;
+}
+
+static inline unsigned pg_bump(const Pgpage_t* d) { return __atomic_load_n(&d->bump, __ATOMIC_RELAXED); }
+
+/* Index of the block starting at p in active page d, or -1 if p is not the
+ * start of a block carved from d. */
+static inline long pg_index(const Pgpage_t* d, const void* p)
+{
+    size_t off = (size_t)((const char*)p - pg_base(p)) - d->start; /* wraps if below start */
+    if (off >= PG_SIZE)
+        return -1;
+    uint32_t i = (uint32_t)((off * d->recip) >> 32);
+    if ((size_t)i * d->bsize != off || i >= pg_bump(d))
+        return -1;
+    return (long)i;
+}
+
+/* Is p a busy block of vm (in a page)? d is pg_page_of(p). */
+static inline int pg_busy(Vmalloc_t* vm, const Pgstate_t* pg, const Pgpage_t* d, const void* p)
+{
+    return d->vm == vm && d->state == PG_ACTIVE && pg_index(d, p) >= 0 && !pg_is_free(pg, p);
+}
+
+/* ---- page lists (locked) ------------------------------------------------ */
+
+static void pg_push(Pgpage_t** head, Pgpage_t** tail, Pgpage_t* d)
+{
+    d->prev = NULL;
+    d->next = *head;
+    if (*head)
+        (*head)->prev = d;
+    else if (tail)
+        *tail = d;
+    *head = d;
+}
+
+static void pg_unlink(Pgpage_t** head, Pgpage_t** tail, Pgpage_t* d)
+{
+    if (d->prev)
+        d->prev->next = d->next;
+    else
+        *head = d->next;
+    if (d->next)
+        d->next->prev = d->prev;
+    else if (tail)
+        *tail = d->prev;
+    d->next = d->prev = NULL;
+}
+
+static inline int pg_has_room(const Pgpage_t* d) { return d->free || d->bump < d->cap; }
+
+static inline Pgseg_t* pg_seginfo(const Vmseg_t* seg) { return seg->mdata; }
+
+static void pg_empty_unlink(Pgstate_t* pg, Pgpage_t* d)
+{
+    if (d->dirty) {
+        pg_unlink(&pg->empty, &pg->emptytail, d);
+        pg->ndirty--;
+    } else {
+        pg_unlink(&pg->clean, NULL, d);
+        pg->nclean--;
+    }
+}
+
+/* Drop the content of an empty dirty page; its first OS page keeps the
+ * descriptor (and, in page 0, the segment header). */
+static void pg_purge(Pgstate_t* pg, Pgpage_t* d)
+{
+    size_t os = vm_os_pagesize();
+    char* P = pg_base(d);
+    if (os < PG_SIZE)
+        (void)vm_os_purge(P + os, PG_SIZE - os);
+    pg_unlink(&pg->empty, &pg->emptytail, d);
+    pg->ndirty--;
+    d->dirty = 0;
+    pg_push(&pg->clean, NULL, d);
+    pg->nclean++;
+}
+
+static void pg_purge_to(Pgstate_t* pg, size_t keep)
+{
+    while (pg->ndirty > keep)
+        pg_purge(pg, pg->emptytail);
+}
+
+static size_t pg_dirty_limit(const Pgstate_t* pg)
+{
+    size_t active = pg->npages - pg->ndirty - pg->nclean;
+    return active / 8 > PG_DIRTYMIN ? active / 8 : PG_DIRTYMIN;
+}
+
+/* ---- page segments (locked) ---------------------------------------------- */
+
+/* A new page segment, its pages on the clean list. 0, or -1 with the fault
+ * recorded. */
+static int pg_grow(Vmalloc_t* vm, Pgstate_t* pg)
+{
+    size_t n = pg->nextseg ? pg->nextseg : PG_MINSEG;
+    Vmseg_t* seg = vm_seg_get(vm, n * PG_SIZE - vm_seg_need(0, 0));
+    if (!seg)
+        return -1;
+    /* Pages are the PG_SIZE-aligned pieces of the segment; a segment header
+     * may only precede page 0's descriptor. Vmdcsystem's are aligned. */
+    char* first = vm_ptr_up(seg->addr, PG_SIZE);
+    size_t np = first + PG_SIZE <= seg->end ? (size_t)(seg->end - first) / PG_SIZE : 0;
+    if (np == 0) {
+        (void)vm_seg_put(vm, seg);
+        vm_fault(vm, VM_NOMEM, (void*)(n * PG_SIZE));
+        return -1;
+    }
+    for (size_t i = 0; i < np; ++i) {
+        if (pg_map_set(first + i * PG_SIZE, 1) < 0) {
+            while (i-- > 0)
+                (void)pg_map_set(first + i * PG_SIZE, 0);
+            (void)vm_seg_put(vm, seg);
+            vm_fault(vm, VM_NOMEM, (void*)(n * PG_SIZE));
+            return -1;
+        }
+    }
+    Pgseg_t* info = (Pgseg_t*)(first + PG_SEGINFO);
+    info->npages = (uint32_t)np;
+    info->nactive = 0;
+    info->first = first;
+    seg->mflags = SEG_PAGES;
+    seg->mdata = info;
+    for (size_t i = np; i-- > 0;) { /* page 0 ends up first on the list */
+        Pgpage_t* d = pg_desc(first + i * PG_SIZE);
+        memset(d, 0, sizeof *d);
+        d->seg = seg;
+        d->state = PG_EMPTY;
+        pg_push(&pg->clean, NULL, d);
+    }
+    pg->nclean += np;
+    pg->npages += np;
+    pg->nextseg = n * 2 > PG_MAXSEG ? PG_MAXSEG : n * 2;
+    return 0;
+}
+
+/* Give a wholly empty page segment back to its discipline. */
+static void pg_release(Vmalloc_t* vm, Pgstate_t* pg, Vmseg_t* seg)
+{
+    Pgseg_t* info = pg_seginfo(seg);
+    size_t np = info->npages;
+    char* first = info->first;
+    for (size_t i = 0; i < np; ++i)
+        pg_empty_unlink(pg, pg_desc(first + i * PG_SIZE));
+    for (size_t i = 0; i < np; ++i)
+        (void)pg_map_set(first + i * PG_SIZE, 0);
+    pg->npages -= np;
+    if (vm_seg_put(vm, seg) == 0)
+        return;
+    /* The discipline keeps it: the pages stay ours, clean or not. */
+    for (size_t i = 0; i < np; ++i) {
+        Pgpage_t* d = pg_desc(first + i * PG_SIZE);
+        (void)pg_map_set(first + i * PG_SIZE, 1);
+        d->dirty = 1;
+        pg_push(&pg->empty, &pg->emptytail, d);
+        pg->ndirty++;
+    }
+    pg->npages += np;
+}
+
+/* Release every wholly empty page segment. Walk backwards: vm_seg_put
+ * shifts the table's tail. */
+static void pg_release_empty(Vmalloc_t* vm, Pgstate_t* pg)
+{
+    for (size_t i = vm->nsegs; i-- > 0;) {
+        Vmseg_t* seg = vm->segs[i];
+        if ((seg->mflags & SEG_PAGES) && pg_seginfo(seg)->nactive == 0)
+            pg_release(vm, pg, seg);
+    }
+}
+
+/* ---- pages (locked) ------------------------------------------------------ */
+
+/* An empty page made a page of class k, on its partial list. */
+static Pgpage_t* pg_assign(Vmalloc_t* vm, Pgstate_t* pg, unsigned k)
+{
+    Pgpage_t* d = pg->empty ? pg->empty : pg->clean;
+    if (!d) {
+        if (pg_grow(vm, pg) < 0)
+            return NULL;
+        d = pg->clean;
+    }
+    pg_empty_unlink(pg, d);
+    char* P = pg_base(d);
+    Pgseg_t* info = pg_seginfo(d->seg);
+    d->vm = vm;
+    d->free = NULL;
+    d->bsize = pg_csize[k];
+    d->recip = (uint32_t)((((uint64_t)1) << 32) / d->bsize + 1);
+    d->cls = (uint16_t)k;
+    d->start = P == info->first ? PG_START0 : PG_START;
+    d->cap = (uint16_t)((PG_SIZE - d->start) / d->bsize);
+    d->used = d->nfree = 0;
+    __atomic_store_n(&d->bump, 0, __ATOMIC_RELAXED);
+    d->state = PG_ACTIVE;
+    d->dirty = 1;
+    info->nactive++;
+    pg_push(&pg->partial[k], NULL, d);
+    return d;
+}
+
+/* The page d has no block out: back to the empty pages, unless it is the
+ * only page of its class with room (keeping it spares a reassignment when
+ * one block is allocated and freed over and over). */
+static void pg_retire(Vmalloc_t* vm, Pgstate_t* pg, Pgpage_t* d, int force)
+{
+    if (!force && pg->partial[d->cls] == d && !d->next)
+        return;
+    pg_unlink(&pg->partial[d->cls], NULL, d);
+    d->vm = NULL;
+    d->state = PG_EMPTY;
+    d->dirty = 1;
+    pg_push(&pg->empty, &pg->emptytail, d);
+    pg->ndirty++;
+    Pgseg_t* info = pg_seginfo(d->seg);
+    if (--info->nactive == 0 && pg->ndirty + pg->nclean >= 2 * (size_t)info->npages)
+        pg_release(vm, pg, d->seg);
+    pg_purge_to(pg, pg_dirty_limit(pg));
+}
+
+/* A block of class k out of its pages (bump blocks are not keyed), or NULL
+ * with the fault recorded. Counted busy. */
+static void* pg_take(Vmalloc_t* vm, Pgstate_t* pg, unsigned k)
+{
+    Pgpage_t* d = pg->partial[k];
+    if (!d && !(d = pg_assign(vm, pg, k)))
+        return NULL;
+    void* b = d->free;
+    if (b) {
+        d->free = *(void**)b;
+        d->nfree--;
+    } else {
+        b = pg_block(d, d->bump);
+        __atomic_store_n(&d->bump, (uint16_t)(d->bump + 1), __ATOMIC_RELAXED);
+    }
+    d->used++;
+    if (!pg_has_room(d))
+        pg_unlink(&pg->partial[k], NULL, d);
+    vm_busy_add(vm, d->bsize);
+    return b;
+}
+
+/* Give the keyed block b of page d back to it. */
+static void pg_give(Vmalloc_t* vm, Pgstate_t* pg, Pgpage_t* d, void* b)
+{
+    int full = !pg_has_room(d);
+    ((void**)b)[0] = d->free;
+    d->free = b;
+    d->nfree++;
+    d->used--;
+    vm_busy_sub(vm, d->bsize);
+    if (full)
+        pg_push(&pg->partial[d->cls], NULL, d);
+    if (d->used == 0)
+        pg_retire(vm, pg, d, 0);
+}
+
+void pg_tick(Vmalloc_t* vm, Pgstate_t* pg)
+{
+    uint64_t now = vm_os_now_ms();
+    if (now - pg->lastpurge < PG_TICK_MS)
+        return;
+    pg->lastpurge = now;
+    pg_purge_to(pg, 0);
+    pg_release_empty(vm, pg);
+}
+
+/* ---- thread caches -------------------------------------------------------- */
+
+static __thread Pgcache_t* pg_tls_first __attribute__((tls_model("initial-exec")));
+static __thread int pg_tls_state __attribute__((tls_model("initial-exec"))); /* 1: key set; 2: exiting */
+static pthread_key_t pg_tc_key;
+static pthread_once_t pg_tc_once = PTHREAD_ONCE_INIT;
+
+static inline Vmalloc_t* pg_cache_vm(const Pgcache_t* c) { return __atomic_load_n(&c->vm, __ATOMIC_ACQUIRE); }
+static inline uint32_t pg_bin_n(const Pgbin_t* b) { return __atomic_load_n(&b->n, __ATOMIC_RELAXED); }
+static inline void pg_bin_setn(Pgbin_t* b, uint32_t n) { __atomic_store_n(&b->n, n, __ATOMIC_RELAXED); }
+
+/* Move every block of c's list k back to its page. Region locked. */
+static void pg_cache_drain(Vmalloc_t* vm, Pgstate_t* pg, Pgcache_t* c, unsigned k, uint32_t n)
+{
+    Pgbin_t* bin = &c->bin[k];
+    uint32_t have = pg_bin_n(bin);
+    for (uint32_t i = 0; i < n && bin->head; ++i) {
+        void* b = bin->head;
+        bin->head = *(void**)b;
+        have--;
+        pg_give(vm, pg, pg_page_of(b), b);
+    }
+    pg_bin_setn(bin, have);
+}
+
+static void pg_cache_drain_all(Vmalloc_t* vm, Pgstate_t* pg, Pgcache_t* c)
+{
+    for (unsigned k = 0; k < PG_NCLASS; ++k)
+        pg_cache_drain(vm, pg, c, k, UINT32_MAX);
+}
+
+/* The thread is ending: give every cache back to its region. */
+static void pg_thread_exit(void* arg)
+{
+    (void)arg;
+    pg_tls_state = 2;
+    pthread_mutex_lock(&vm_cache_lock);
+    Pgcache_t* c = pg_tls_first;
+    pg_tls_first = NULL;
+    while (c) {
+        Pgcache_t* next = c->tnext;
+        Vmalloc_t* vm = pg_cache_vm(c);
+        if (vm) {
+            Pgstate_t* pg = c->pg;
+            pthread_mutex_lock(&vm->lock);
+            pg_cache_drain_all(vm, pg, c);
+            if (c->rprev)
+                c->rprev->rnext = c->rnext;
+            else
+                pg->caches = c->rnext;
+            if (c->rnext)
+                c->rnext->rprev = c->rprev;
+            pthread_mutex_unlock(&vm->lock);
+        }
+        (void)vm_os_unmap(c, c->mapsize);
+        c = next;
+    }
+    pthread_mutex_unlock(&vm_cache_lock);
+}
+
+/* vm_cache_lock is the core's, so that its fork handlers take it first. */
+static void pg_tc_setup(void) { (void)pthread_key_create(&pg_tc_key, pg_thread_exit); }
+
+/* This thread's cache for vm, made if need be; NULL when the thread should
+ * use the locked path (VM_TRUST, thread exiting, lock busy, no memory). */
+static Pgcache_t* pg_cache_find(Vmalloc_t* vm, Pgstate_t* pg)
+{
+    if ((vm->flags & VM_TRUST) || pg_tls_state == 2)
+        return NULL;
+    Pgcache_t** pp = &pg_tls_first;
+    for (Pgcache_t* c; (c = *pp) != NULL;) {
+        Vmalloc_t* cv = pg_cache_vm(c);
+        if (cv == vm) {
+            *pp = c->tnext; /* to the front */
+            c->tnext = pg_tls_first;
+            pg_tls_first = c;
+            return c;
+        }
+        if (!cv) { /* its region was closed: nobody else knows it now */
+            *pp = c->tnext;
+            (void)vm_os_unmap(c, c->mapsize);
+            continue;
+        }
+        pp = &c->tnext;
+    }
+    (void)pthread_once(&pg_tc_once, pg_tc_setup);
+    if (pthread_mutex_trylock(&vm_cache_lock) != 0)
+        return NULL;
+    size_t size = vm_align_up(sizeof(Pgcache_t), vm_os_pagesize());
+    Pgcache_t* c = vm_os_map(size);
+    if (c) {
+        c->mapsize = size;
+        c->pg = pg;
+        for (unsigned k = 0; k < PG_NCLASS; ++k)
+            c->bin[k].max = pg_cache_max(k);
+        pthread_mutex_lock(&vm->lock);
+        c->rnext = pg->caches;
+        if (pg->caches)
+            pg->caches->rprev = c;
+        pg->caches = c;
+        __atomic_store_n(&c->vm, vm, __ATOMIC_RELEASE);
+        pthread_mutex_unlock(&vm->lock);
+        c->tnext = pg_tls_first;
+        pg_tls_first = c;
+        if (pg_tls_state == 0) {
+            pg_tls_state = 1;
+            (void)pthread_setspecific(pg_tc_key, (void*)1);
+        }
+    }
+    pthread_mutex_unlock(&vm_cache_lock);
+    return c;
+}
+
+static inline Pgcache_t* pg_cache(Vmalloc_t* vm, Pgstate_t* pg)
+{
+    Pgcache_t* c = pg_tls_first;
+    if (__builtin_expect(c != NULL && __atomic_load_n(&c->vm, __ATOMIC_RELAXED) == vm, 1))
+        return c;
+    return pg_cache_find(vm, pg);
+}
+
+/* The list k of c is empty: take max / 2 blocks from the pages, return one. */
+static void* pg_refill(Vmalloc_t* vm, Pgstate_t* pg, Pgcache_t* c, unsigned k)
+{
+    Pgbin_t* bin = &c->bin[k];
+    uint32_t want = bin->max / 2;
+    void* got;
+    pthread_mutex_lock(&vm->lock);
+    got = pg_take(vm, pg, k);
+    uint32_t n = 0;
+    while (got && n + 1 < want) {
+        void* b = pg_take(vm, pg, k);
+        if (!b)
+            break;
+        pg_mark_free(pg, b, bin->head);
+        bin->head = b;
+        n++;
+    }
+    pg_tick(vm, pg);
+    vm->fault = 0; /* the locked path will try again and report */
+    pthread_mutex_unlock(&vm->lock);
+    pg_bin_setn(bin, n);
+    if (got)
+        ((uint64_t*)got)[1] = 0;
+    return got;
+}
+
+static void pg_flush(Vmalloc_t* vm, Pgstate_t* pg, Pgcache_t* c, unsigned k)
+{
+    pthread_mutex_lock(&vm->lock);
+    pg_cache_drain(vm, pg, c, k, c->bin[k].max / 2);
+    pg_tick(vm, pg);
+    pthread_mutex_unlock(&vm->lock);
+}
+
+void pg_close(Vmalloc_t* vm, Pgstate_t* pg)
+{
+    /* Its pages stop being pages before the discipline takes them back. */
+    for (size_t i = 0; i < vm->nsegs; ++i) {
+        Vmseg_t* seg = vm->segs[i];
+        if (seg->mflags & SEG_PAGES)
+            for (size_t j = 0; j < pg_seginfo(seg)->npages; ++j)
+                (void)pg_map_set(pg_seginfo(seg)->first + j * PG_SIZE, 0);
+    }
+    pthread_mutex_lock(&vm_cache_lock);
+    for (Pgcache_t *c = pg->caches, *next; c; c = next) {
+        next = c->rnext;
+        __atomic_store_n(&c->vm, NULL, __ATOMIC_RELEASE); /* its thread frees it */
+    }
+    pg->caches = NULL;
+    pthread_mutex_unlock(&vm_cache_lock);
+}
+
+/* The calling thread's cache of vm back to the pages, so that what the
+ * region reports is exact for a single thread. Locked. */
+static void pg_flush_mine(Vmalloc_t* vm, Pgstate_t* pg)
+{
+    for (Pgcache_t* c = pg_tls_first; c; c = c->tnext)
+        if (pg_cache_vm(c) == vm)
+            pg_cache_drain_all(vm, pg, c);
+}
+
+/* ---- lock-free entry points ---------------------------------------------- */
+
+void* pg_fast_alloc(Vmalloc_t* vm, Pgstate_t* pg, size_t size)
+{
+    Pgcache_t* c = pg_cache(vm, pg);
+    if (!c)
+        return NULL;
+    unsigned k = pg_class(size);
+    Pgbin_t* bin = &c->bin[k];
+    void** b = bin->head;
+    if (__builtin_expect(b == NULL, 0))
+        return pg_refill(vm, pg, c, k);
+    bin->head = b[0];
+    pg_bin_setn(bin, bin->n - 1);
+    ((uint64_t*)b)[1] = 0;
+    return b;
+}
+
+int pg_fast_free(Vmalloc_t* vm, Pgstate_t* pg, void* p)
+{
+    Pgpage_t* d = pg_page_of(p);
+    if (!d || !pg_busy(vm, pg, d, p))
+        return 1;
+    Pgcache_t* c = pg_cache(vm, pg);
+    if (!c)
+        return 1;
+    Pgbin_t* bin = &c->bin[d->cls];
+    pg_mark_free(pg, p, bin->head);
+    bin->head = p;
+    uint32_t n = bin->n + 1;
+    pg_bin_setn(bin, n);
+    if (__builtin_expect(n > bin->max, 0))
+        pg_flush(vm, pg, c, d->cls);
+    return 0;
+}
+
+long pg_fast_size(Vmalloc_t* vm, Pgstate_t* pg, void* p)
+{
+    Pgpage_t* d = pg_page_of(p);
+    return d && pg_busy(vm, pg, d, p) ? (long)d->bsize : -1;
+}
+
+/* ---- locked entry points --------------------------------------------------- */
+
+void pg_init(Vmalloc_t* vm, Pgstate_t* pg)
+{
+    Pgcache_t* caches = pg->caches;
+    memset(pg, 0, sizeof *pg);
+    pg->caches = caches;
+    pg->on = vm->disc == &vm_dc_system;
+    pg->key = vm_os_random();
+    pg->lastpurge = vm_os_now_ms();
+}
+
+void* pg_alloc(Vmalloc_t* vm, Pgstate_t* pg, size_t size)
+{
+    void* b = pg_take(vm, pg, pg_class(size));
+    if (b)
+        ((uint64_t*)b)[1] = 0;
+    return b;
+}
+
+/* The page of p if it is one of vm's, else NULL. A page of another region
+ * may hold vm's blocks (a Vmdcheap region's segments are Vmheap blocks). */
+static inline Pgpage_t* pg_mine(Vmalloc_t* vm, const void* p)
+{
+    Pgpage_t* d = pg_page_of(p);
+    return d && d->vm == vm ? d : NULL;
+}
+
+int pg_free(Vmalloc_t* vm, Pgstate_t* pg, void* p)
+{
+    Pgpage_t* d = pg_mine(vm, p);
+    if (!d)
+        return 1;
+    if (!pg_busy(vm, pg, d, p)) {
+        vm_fault(vm, VM_BADADDR, p);
+        return -1;
+    }
+    pg_mark_free(pg, p, NULL);
+    pg_give(vm, pg, d, p);
+    return 0;
+}
+
+long pg_size(Vmalloc_t* vm, Pgstate_t* pg, void* p)
+{
+    Pgpage_t* d = pg_mine(vm, p);
+    if (!d)
+        return -2;
+    return pg_busy(vm, pg, d, p) ? (long)d->bsize : -1;
+}
+
+long pg_addr(Vmalloc_t* vm, Pgstate_t* pg, void* addr)
+{
+    Pgpage_t* d = pg_mine(vm, addr);
+    if (!d)
+        return -2;
+    if (d->state != PG_ACTIVE)
+        return -1;
+    size_t off = (size_t)((char*)addr - pg_base(addr));
+    if (off < d->start)
+        return -1;
+    size_t i = (off - d->start) / d->bsize;
+    if (i >= pg_bump(d))
+        return -1;
+    char* b = pg_block(d, (unsigned)i);
+    return pg_is_free(pg, b) ? -1 : (char*)addr - b;
+}
+
+void pg_clear(Vmalloc_t* vm, Pgstate_t* pg)
+{
+    /* Every cache is emptied: its blocks were the region's and are now free. */
+    for (Pgcache_t* c = pg->caches; c; c = c->rnext)
+        for (unsigned k = 0; k < PG_NCLASS; ++k) {
+            c->bin[k].head = NULL;
+            pg_bin_setn(&c->bin[k], 0);
+        }
+    Pgcache_t* caches = pg->caches;
+    size_t nextseg = pg->nextseg;
+    int on = pg->on;
+    memset(pg, 0, sizeof *pg);
+    pg->caches = caches;
+    pg->nextseg = nextseg;
+    pg->on = on;
+    pg->key = vm_os_random();
+    pg->lastpurge = vm_os_now_ms();
+    for (size_t i = 0; i < vm->nsegs; ++i) {
+        Vmseg_t* seg = vm->segs[i];
+        if (!(seg->mflags & SEG_PAGES))
+            continue;
+        Pgseg_t* info = pg_seginfo(seg);
+        info->nactive = 0;
+        for (size_t j = info->npages; j-- > 0;) {
+            Pgpage_t* d = pg_desc(info->first + j * PG_SIZE);
+            int dirty = d->dirty || d->state == PG_ACTIVE;
+            d->vm = NULL;
+            d->free = NULL;
+            d->state = PG_EMPTY;
+            d->dirty = (uint8_t)dirty;
+            if (dirty) {
+                pg_push(&pg->empty, &pg->emptytail, d);
+                pg->ndirty++;
+            } else {
+                pg_push(&pg->clean, NULL, d);
+                pg->nclean++;
+            }
+        }
+        pg->npages += info->npages;
+    }
+}
+
+void pg_compact(Vmalloc_t* vm, Pgstate_t* pg)
+{
+    pg_flush_mine(vm, pg);
+    for (unsigned k = 0; k < PG_NCLASS; ++k) {
+        Pgpage_t* d = pg->partial[k];
+        while (d) {
+            Pgpage_t* next = d->next;
+            if (d->used == 0)
+                pg_retire(vm, pg, d, 1);
+            d = next;
+        }
+    }
+    pg_purge_to(pg, 0);
+    pg_release_empty(vm, pg);
+}
+
+/* Blocks of other threads' caches count as busy in the core's figures;
+ * vmstat reports them free. */
+void pg_stat_caches(Vmalloc_t* vm, Pgstate_t* pg, Vmstat_t* st)
+{
+    pg_flush_mine(vm, pg);
+    st->n_busy = vm->n_busy;
+    st->s_busy = vm->s_busy;
+    for (Pgcache_t* c = pg->caches; c; c = c->rnext)
+        for (unsigned k = 0; k < PG_NCLASS; ++k) {
+            size_t n = pg_bin_n(&c->bin[k]);
+            if (n > st->n_busy || n * pg_csize[k] > st->s_busy)
+                continue; /* a count read while it changed */
+            st->n_busy -= n;
+            st->s_busy -= n * pg_csize[k];
+            st->n_free += n;
+            st->s_free += n * pg_csize[k];
+        }
+}
+
+static inline Pgpage_t* pg_seg_page(const Pgseg_t* info, size_t j)
+{
+    return pg_desc(info->first + j * PG_SIZE);
+}
+
+void pg_stat_seg(Vmalloc_t* vm, Pgstate_t* pg, Vmseg_t* seg, Vmstat_t* st)
+{
+    (void)vm;
+    (void)pg;
+    Pgseg_t* info = pg_seginfo(seg);
+    for (size_t j = 0; j < info->npages; ++j) {
+        Pgpage_t* d = pg_seg_page(info, j);
+        size_t room = d->state == PG_ACTIVE ? (size_t)(d->cap - d->used) * d->bsize
+                                            : PG_SIZE - PG_START;
+        if (d->state == PG_ACTIVE && d->used && d->bsize > st->m_busy)
+            st->m_busy = d->bsize;
+        if (room) {
+            st->n_free += d->state == PG_ACTIVE ? (size_t)(d->cap - d->used) : 1;
+            st->s_free += room;
+            if (d->state != PG_ACTIVE && room > st->m_free)
+                st->m_free = room;
+        }
+    }
+}
+
+/* The free blocks of page d as a bitmap (caller's buffer of cap bits). */
+static void pg_free_map(const Pgpage_t* d, uint64_t* map)
+{
+    memset(map, 0, ((size_t)d->cap + 63) / 64 * 8);
+    size_t n = 0;
+    for (void* b = d->free; b && n < d->nfree; b = *(void**)b, ++n) {
+        long i = pg_index(d, b);
+        if (i >= 0)
+            map[i >> 6] |= (uint64_t)1 << (i & 63);
+    }
+}
+
+int pg_walk_seg(Vmalloc_t* vm, Pgstate_t* pg, Vmseg_t* seg, Vmvisit_f visit, void* arg)
+{
+    uint64_t map[(PG_SIZE / 16 + 63) / 64];
+    Pgseg_t* info = pg_seginfo(seg);
+    pg_flush_mine(vm, pg);
+    for (size_t j = 0; j < info->npages; ++j) {
+        Pgpage_t* d = pg_seg_page(info, j);
+        if (d->state != PG_ACTIVE || d->used == 0)
+            continue;
+        pg_free_map(d, map);
+        unsigned bump = pg_bump(d);
+        for (unsigned i = 0; i < bump; ++i) {
+            if (map[i >> 6] >> (i & 63) & 1)
+                continue;
+            int r = visit(vm, pg_block(d, i), d->bsize, seg->disc, arg);
+            if (r != 0)
+                return r;
+        }
+    }
+    return 0;
+}
+
+/* Violations in one page segment; adds the blocks out of its pages (busy or
+ * in a cache) to *nused and their bytes to *sused. */
+int pg_check_seg(Vmalloc_t* vm, Pgstate_t* pg, Vmseg_t* seg, size_t* nused, size_t* sused)
+{
+    uint64_t map[(PG_SIZE / 16 + 63) / 64];
+    Pgseg_t* info = pg_seginfo(seg);
+    int bad = 0;
+    size_t active = 0;
+    if (!info || (char*)info != info->first + PG_SEGINFO || info->first < seg->addr ||
+        info->first + info->npages * PG_SIZE > seg->end)
+        return 1;
+    for (size_t j = 0; j < info->npages; ++j) {
+        char* P = info->first + j * PG_SIZE;
+        Pgpage_t* d = pg_desc(P);
+        if (pg_page_of(P + PG_START) != d || d->seg != seg) {
+            bad++;
+            continue;
+        }
+        if (d->state == PG_EMPTY) {
+            if (d->vm)
+                bad++;
+            continue;
+        }
+        active++;
+        unsigned k = d->cls;
+        if (d->state != PG_ACTIVE || d->vm != vm || k >= PG_NCLASS || d->bsize != pg_csize[k] ||
+            d->start != (P == info->first ? PG_START0 : PG_START) ||
+            d->cap != (PG_SIZE - d->start) / d->bsize || d->bump > d->cap ||
+            d->nfree > d->bump || d->used != d->bump - d->nfree) {
+            bad++;
+            continue;
+        }
+        memset(map, 0, sizeof map);
+        size_t n = 0;
+        void* b = d->free;
+        for (; b && n <= d->nfree; b = *(void**)b, ++n) {
+            long i = pg_index(d, b);
+            if (i < 0 || (map[i >> 6] >> (i & 63) & 1) || !pg_is_free(pg, b)) {
+                bad++;
+                break;
+            }
+            map[i >> 6] |= (uint64_t)1 << (i & 63);
+        }
+        if (n != d->nfree || (b && n >= d->nfree))
+            bad++;
+        *nused += d->used;
+        *sused += (size_t)d->used * d->bsize;
+    }
+    if (active != info->nactive)
+        bad++;
+    return bad;
+}
+
+/* The lists: every page in them is where its state says, counted right. */
+int pg_check(Vmalloc_t* vm, Pgstate_t* pg)
+{
+    int bad = 0;
+    size_t limit = pg->npages + 1, n;
+    pg_flush_mine(vm, pg);
+    for (unsigned k = 0; k < PG_NCLASS; ++k) {
+        n = 0;
+        for (Pgpage_t* d = pg->partial[k]; d; d = d->next) {
+            if (++n > limit || !pg_page_of(pg_base(d) + PG_START) || d->vm != vm ||
+                d->state != PG_ACTIVE || d->cls != k || !pg_has_room(d)) {
+                bad++;
+                break;
+            }
+        }
+    }
+    struct {
+        Pgpage_t* head;
+        size_t count;
+        int dirty;
+    } lists[2] = {{pg->empty, pg->ndirty, 1}, {pg->clean, pg->nclean, 0}};
+    for (int l = 0; l < 2; ++l) {
+        n = 0;
+        for (Pgpage_t* d = lists[l].head; d; d = d->next) {
+            if (++n > limit || !pg_page_of(pg_base(d) + PG_START) || d->state != PG_EMPTY ||
+                d->dirty != lists[l].dirty) {
+                bad++;
+                break;
+            }
+        }
+        if (n != lists[l].count)
+            bad++;
+    }
+    return bad;
+}

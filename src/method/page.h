@@ -1,0 +1,106 @@
+/*
+ * method/page.h — the small-block layer of Vmbest: size classes served from
+ * 64 KiB pages of one class, with per-thread caches in front (page.c).
+ *
+ * Glossary (all sizes in bytes; P is a page's address, a multiple of PG_SIZE)
+ *   class        one of PG_NCLASS block sizes, 16 .. PG_MAXSMALL: steps of 16
+ *                up to 256, then 8 steps per doubling, so a request is never
+ *                rounded up by more than 12.5% above 256 bytes.
+ *   page         PG_SIZE bytes at P inside a page segment. Its descriptor sits
+ *                at P + PG_DESC; its blocks at P + start + i * bsize for
+ *                0 <= i < cap. No block has a header: the page is found from
+ *                a block's address by masking, and "is this address in a
+ *                page at all" is a byte in a process-wide map (page.c).
+ *                  bump  = blocks ever carved from the page (never-used ones
+ *                          follow them)
+ *                  used  = bump - nfree = blocks out of the page (with users
+ *                          or in thread caches)
+ *                  a page is in its class's partial list iff it is assigned
+ *                  and (nfree > 0 or bump < cap); in the empty list iff
+ *                  used == 0 and it was given back (then assigned to none).
+ *   key          a free block (in a page's free list or in a thread cache)
+ *                holds its next pointer in word 0 and pg_key(p) in word 1. A
+ *                busy block has word 1 cleared when it is handed out, so a
+ *                second free of the same block is caught in O(1) (the user
+ *                would have to write the region's secret there to fool it).
+ *   page segment a discipline segment made of pages (seg->mflags & SEG_PAGES),
+ *                aligned to PG_SIZE (Vmdcsystem guarantees it); page 0 also
+ *                holds the Vmseg_t and the segment's counters.
+ *   thread cache per (thread, region): a LIFO list per class, bounded; the
+ *                fast path pops and pushes there with no lock. Blocks in a
+ *                cache are "out of the page", so they count as busy in the
+ *                core's accounting until vmstat subtracts them.
+ */
+#ifndef VM_PAGE_H
+#define VM_PAGE_H
+
+#include "../vmhdr.h"
+
+#define PG_SHIFT 16
+#define PG_SIZE ((size_t)1 << PG_SHIFT)
+#define PG_DESC 64 /* descriptor offset in a page (page 0: the Vmseg_t is before it) */
+#define PG_NCLASS 48
+#define PG_MAXSMALL ((size_t)4096)
+
+#define SEG_PAGES 2u /* seg->mflags: a page segment (SEG_HUGE is 1, best.c) */
+
+typedef struct pg_page Pgpage_t;
+typedef struct pg_cache Pgcache_t;
+
+/* The layer's state, part of Vmbest's region state; guarded by the region
+ * lock except where page.c says otherwise. */
+typedef struct {
+    int on;                        /* the region uses pages (Vmdcsystem memory) */
+    uint64_t key;                  /* keys free blocks (pg_key); renewed by pg_clear */
+    Pgpage_t* partial[PG_NCLASS];  /* pages with blocks left, by class */
+    Pgpage_t* empty;               /* empty dirty pages (touched since purged), newest first */
+    Pgpage_t* emptytail;           /* the oldest: purged first */
+    Pgpage_t* clean;               /* empty pages purged or never touched */
+    size_t ndirty, nclean;
+    size_t npages;                 /* pages in all page segments */
+    size_t nextseg;                /* pages in the next page segment */
+    Pgcache_t* caches;             /* this region's thread caches */
+    uint64_t lastpurge;            /* ms: the last timed purge */
+} Pgstate_t;
+
+/* Set up the layer for a new or cleared region: on when its discipline is
+ * Vmdcsystem (pages need PG_SIZE-aligned segments). Locked. */
+void pg_init(Vmalloc_t* vm, Pgstate_t* pg);
+
+static inline int pg_small(const Pgstate_t* pg, size_t size, size_t align)
+{
+    return pg->on && size <= PG_MAXSMALL && align <= VM_ALIGN;
+}
+
+/* Locked entry points (region lock held, or VM_TRUST). */
+void* pg_alloc(Vmalloc_t* vm, Pgstate_t* pg, size_t size);
+/* 1: p is not in any page (the caller's business); 0: freed; -1: a bad
+ * address of a page (VM_BADADDR recorded). */
+int pg_free(Vmalloc_t* vm, Pgstate_t* pg, void* p);
+/* Usable size of the busy small block p; -2 if p is in no page; -1 if it is
+ * in a page but not a busy block of vm. */
+long pg_size(Vmalloc_t* vm, Pgstate_t* pg, void* p);
+/* vmaddr for an address in a page: offset in its busy block, -1 if none,
+ * -2 if addr is in no page. */
+long pg_addr(Vmalloc_t* vm, Pgstate_t* pg, void* addr);
+void pg_clear(Vmalloc_t* vm, Pgstate_t* pg);
+void pg_compact(Vmalloc_t* vm, Pgstate_t* pg);
+/* For one page segment: add its figures, visit its busy blocks, check it. */
+void pg_stat_seg(Vmalloc_t* vm, Pgstate_t* pg, Vmseg_t* seg, Vmstat_t* st);
+void pg_stat_caches(Vmalloc_t* vm, Pgstate_t* pg, Vmstat_t* st);
+int pg_walk_seg(Vmalloc_t* vm, Pgstate_t* pg, Vmseg_t* seg, Vmvisit_f visit, void* arg);
+int pg_check_seg(Vmalloc_t* vm, Pgstate_t* pg, Vmseg_t* seg, size_t* nused, size_t* sused);
+int pg_check(Vmalloc_t* vm, Pgstate_t* pg);
+/* Purge what a program has not used for a while (called on slow paths). */
+void pg_tick(Vmalloc_t* vm, Pgstate_t* pg);
+
+/* Lock-free entry points (no lock held by the caller). */
+void* pg_fast_alloc(Vmalloc_t* vm, Pgstate_t* pg, size_t size);
+/* 0: freed; 1: not served here (the locked path decides, and reports). */
+int pg_fast_free(Vmalloc_t* vm, Pgstate_t* pg, void* p);
+/* Usable size of a busy small block of vm, or -1: ask the locked path. */
+long pg_fast_size(Vmalloc_t* vm, Pgstate_t* pg, void* p);
+/* The region is being closed: forget its thread caches. Unlocked. */
+void pg_close(Vmalloc_t* vm, Pgstate_t* pg);
+
+#endif /* VM_PAGE_H */
