@@ -188,7 +188,10 @@ static void* vm_resize_fast(Vmalloc_t* vm, void* block, size_t size)
         return NULL;
     if (size <= (size_t)old && (size > (size_t)old / 2 || old <= 128))
         return block; /* little to gain by moving */
-    void* p = vm->meth->fastallocf(vm, size, 0);
+    /* The paper's growth slack: a block that grows and must move gets room
+     * to grow again, so a block grown step by step moves O(log n) times. */
+    size_t want = size > (size_t)old && size < 2 * (size_t)old ? 2 * (size_t)old : size;
+    void* p = vm->meth->fastallocf(vm, want, 0);
     if (!p)
         return NULL;
     memcpy(p, block, size < (size_t)old ? size : (size_t)old);

@@ -124,9 +124,10 @@ static void seg_remove(Vmalloc_t* vm, Vmseg_t* seg, size_t size)
     vm->extent -= size;
 }
 
-Vmseg_t* vm_seg_get(Vmalloc_t* vm, size_t minsize)
+Vmseg_t* vm_seg_get(Vmalloc_t* vm, size_t minsize) { return vm_seg_get_from(vm, vm->disc, minsize); }
+
+Vmseg_t* vm_seg_get_from(Vmalloc_t* vm, Vmdisc_t* disc, size_t minsize)
 {
-    Vmdisc_t* disc = vm->disc;
     size_t size = vm_round_size(vm_seg_need(0, minsize), vm_round(disc));
     /* Make room in the table first, so a segment is never held unrecorded. */
     if (size == 0 || (vm->nsegs == vm->capsegs && seg_table_grow(vm) < 0)) {

@@ -205,6 +205,8 @@ static inline uint64_t vm_check(const Vmalloc_t* vm, const void* hdr, uint64_t w
  * vm_fault(VM_NOMEM, minsize) when the discipline has none (or the segment
  * table cannot grow). */
 Vmseg_t* vm_seg_get(Vmalloc_t* vm, size_t minsize);
+/* The same from a given discipline (not the region's). */
+Vmseg_t* vm_seg_get_from(Vmalloc_t* vm, Vmdisc_t* disc, size_t minsize);
 /* Give seg back to its discipline; 0, or -1 if the discipline refused (the
  * segment then stays the region's, untouched). The home segment is refused. */
 int vm_seg_put(Vmalloc_t* vm, Vmseg_t* seg);
@@ -289,6 +291,7 @@ void vm_sbrk_unlock(void);
 /* The built-in objects, for static initialisers. */
 extern Vmethod_t vm_best_method, vm_pool_method, vm_last_method;
 extern Vmdisc_t vm_dc_system, vm_dc_sbrk, vm_dc_heap;
+extern Vmdisc_t vm_dc_system_aligned; /* Vmdcsystem, new segments aligned to 64 KiB */
 extern Vmalloc_t* vm_heap_region(void); /* the static Vmheap object */
 
 /* os.c — the only file that talks to the kernel. Sizes are multiples of the

@@ -66,13 +66,13 @@ struct blk {
 };
 
 typedef struct best_s {
+    Pgstate_t pg;      /* the small blocks (page.c), first: see page.h */
+    int ready;         /* pg is set up (Vmheap starts all zero) */
     uint64_t binmap[BEST_NWORDS]; /* bit i set: bins[i] not empty */
     Blk* bins[BEST_NBINS];
     Blk* tree;         /* splay tree of free blocks of BEST_BIG bytes and up */
     Blk* wild;         /* the wilderness block, in no bin or tree; or NULL */
     Vmseg_t* wildseg;  /* the segment whose end may grow in place */
-    int ready;         /* pg is set up (Vmheap starts all zero) */
-    Pgstate_t pg;      /* the small blocks (page.c); kept by best_clear */
 } Best_t;
 
 static inline Best_t* best_state(Vmalloc_t* vm) { return (Best_t*)vm_state(vm); }
@@ -676,7 +676,10 @@ static void* best_resize_small(Vmalloc_t* vm, void* p, long old, size_t size, in
     }
     if (size <= (size_t)old && (size > (size_t)old / 2 || old <= 128 || !(type & VM_RSMOVE)))
         return p;
-    return vm_resize_move(vm, p, (size_t)old, size, type);
+    /* Growth slack (the paper's): a growing block that must move gets twice
+     * its old room, so a block grown step by step moves O(log n) times. */
+    size_t want = size > (size_t)old && size < 2 * (size_t)old ? 2 * (size_t)old : size;
+    return vm_resize_move(vm, p, (size_t)old, want, type);
 }
 
 static void* best_resize(Vmalloc_t* vm, void* p, size_t size, int type)
@@ -756,7 +759,7 @@ static int best_clear(Vmalloc_t* vm)
 {
     Best_t* st = best_state(vm);
     Pgstate_t* pg = best_pages(vm);
-    memset(st, 0, offsetof(Best_t, ready));
+    memset(&st->binmap, 0, sizeof *st - offsetof(Best_t, binmap)); /* pg is kept */
     pg_clear(vm, pg);
     /* Huge segments go back; the others become single free blocks. Walk
      * backwards: vm_seg_put shifts the table's tail. */
@@ -1003,28 +1006,6 @@ static int best_check(Vmalloc_t* vm)
     return bad;
 }
 
-/* ---- the lock-free paths: small blocks through the thread caches -------- */
-
-static void* best_fast_alloc(Vmalloc_t* vm, size_t size, size_t align)
-{
-    Best_t* st = best_state(vm);
-    if (!pg_small(&st->pg, size, align))
-        return NULL;
-    return pg_fast_alloc(vm, &st->pg, size);
-}
-
-static int best_fast_free(Vmalloc_t* vm, void* p)
-{
-    Best_t* st = best_state(vm);
-    return st->pg.on ? pg_fast_free(vm, &st->pg, p) : 1;
-}
-
-static long best_fast_size(Vmalloc_t* vm, void* p)
-{
-    Best_t* st = best_state(vm);
-    return st->pg.on ? pg_fast_size(vm, &st->pg, p) : -1;
-}
-
 static void best_close(Vmalloc_t* vm)
 {
     Best_t* st = best_state(vm);
@@ -1047,9 +1028,9 @@ Vmethod_t vm_best_method = {
     .statf = best_stat,
     .walkf = best_walk,
     .checkf = best_check,
-    .fastallocf = best_fast_alloc,
-    .fastfreef = best_fast_free,
-    .fastsizef = best_fast_size,
+    .fastallocf = pg_fastallocf,
+    .fastfreef = pg_fastfreef,
+    .fastsizef = pg_fastsizef,
     .closef = best_close,
 };
 Vmethod_t* Vmbest = &vm_best_method;

@@ -20,10 +20,14 @@
  *     that exits gives its caches back (a pthread key destructor).
  *   - A page whose blocks are all back is given back to the region's lists
  *     of empty pages (dirty: touched since its last purge; clean). Dirty
- *     pages beyond max(16, active / 8) are purged at once (madvise), all of
- *     them after a second without purging, and a page segment that is wholly
- *     empty goes back to the discipline when as much empty memory is left
- *     elsewhere, or at the next timed purge, or at vmcompact.
+ *     pages beyond max(32 MiB, half the active pages) are purged at once
+ *     (madvise): a program that frees a peak drops to about that much over
+ *     its live data without waiting, while one that frees and refills its
+ *     memory in a loop does not fault its pages in again each time. The rest
+ *     is purged, and wholly empty page segments go back to the discipline,
+ *     at the first slow-path call a second after the last purge, and at
+ *     vmcompact; a segment also goes back at once when the empty pages left
+ *     elsewhere exceed the limit.
  *
  * Bounds. malloc/free: O(1) with no lock while the thread's list has a block
  * or room; a refill or flush moves max/2 blocks under the lock, O(max/2).
@@ -41,13 +45,14 @@
 #include "page.h"
 
 #include <pthread.h>
+#include <stddef.h>
 
 #define PG_START 128  /* first block of a page */
 #define PG_START0 192 /* first block of a segment's first page (the counters first) */
 #define PG_SEGINFO 128
-#define PG_MINSEG 4   /* pages in the first page segment of a region */
-#define PG_MAXSEG 32  /* and at most (2 MiB) */
-#define PG_DIRTYMIN 16
+#define PG_MINSEG 2   /* pages in the first page segment of a region; then x1.5 */
+#define PG_MAXSEG 32  /* and at most (2 MiB): the arena overshoots by at most a third */
+#define PG_DIRTYMIN 512 /* pages (32 MiB) of empty memory kept unpurged, or active / 2 */
 #define PG_TICK_MS 1000
 
 enum { PG_EMPTY = 0, PG_ACTIVE = 1 };
@@ -268,7 +273,7 @@ static void pg_purge_to(Pgstate_t* pg, size_t keep)
 static size_t pg_dirty_limit(const Pgstate_t* pg)
 {
     size_t active = pg->npages - pg->ndirty - pg->nclean;
-    return active / 8 > PG_DIRTYMIN ? active / 8 : PG_DIRTYMIN;
+    return active / 2 > PG_DIRTYMIN ? active / 2 : PG_DIRTYMIN;
 }
 
 /* ---- page segments (locked) ---------------------------------------------- */
@@ -278,7 +283,9 @@ static size_t pg_dirty_limit(const Pgstate_t* pg)
 static int pg_grow(Vmalloc_t* vm, Pgstate_t* pg)
 {
     size_t n = pg->nextseg ? pg->nextseg : PG_MINSEG;
-    Vmseg_t* seg = vm_seg_get(vm, n * PG_SIZE - vm_seg_need(0, 0));
+    /* Vmdcsystem's aligned twin when the region is on Vmdcsystem. */
+    Vmdisc_t* disc = vm->disc == &vm_dc_system ? &vm_dc_system_aligned : vm->disc;
+    Vmseg_t* seg = vm_seg_get_from(vm, disc, n * PG_SIZE - vm_seg_need(0, 0));
     if (!seg)
         return -1;
     /* Pages are the PG_SIZE-aligned pieces of the segment; a segment header
@@ -314,7 +321,7 @@ static int pg_grow(Vmalloc_t* vm, Pgstate_t* pg)
     }
     pg->nclean += np;
     pg->npages += np;
-    pg->nextseg = n * 2 > PG_MAXSEG ? PG_MAXSEG : n * 2;
+    pg->nextseg = n + (n + 1) / 2 > PG_MAXSEG ? PG_MAXSEG : n + (n + 1) / 2;
     return 0;
 }
 
@@ -397,7 +404,7 @@ static void pg_retire(Vmalloc_t* vm, Pgstate_t* pg, Pgpage_t* d, int force)
     pg_push(&pg->empty, &pg->emptytail, d);
     pg->ndirty++;
     Pgseg_t* info = pg_seginfo(d->seg);
-    if (--info->nactive == 0 && pg->ndirty + pg->nclean >= 2 * (size_t)info->npages)
+    if (--info->nactive == 0 && pg->ndirty + pg->nclean >= info->npages + pg_dirty_limit(pg))
         pg_release(vm, pg, d->seg);
     pg_purge_to(pg, pg_dirty_limit(pg));
 }
@@ -633,11 +640,19 @@ static void pg_flush_mine(Vmalloc_t* vm, Pgstate_t* pg)
 
 /* ---- lock-free entry points ---------------------------------------------- */
 
-void* pg_fast_alloc(Vmalloc_t* vm, Pgstate_t* pg, size_t size)
+void* pg_fastallocf(Vmalloc_t* vm, size_t size, size_t align)
 {
-    Pgcache_t* c = pg_cache(vm, pg);
-    if (!c)
+    Pgstate_t* pg = vm_state(vm);
+    if (!pg_small(pg, size, align))
         return NULL;
+    Pgcache_t* c = pg_cache(vm, pg);
+    if (!c) {
+        if (!(vm->flags & VM_TRUST))
+            return NULL;
+        void* b = pg_alloc(vm, pg, size); /* one thread at a time: no lock, no cache */
+        vm->fault = 0;                    /* the locked path reports it */
+        return b;
+    }
     unsigned k = pg_class(size);
     Pgbin_t* bin = &c->bin[k];
     void** b = bin->head;
@@ -649,14 +664,20 @@ void* pg_fast_alloc(Vmalloc_t* vm, Pgstate_t* pg, size_t size)
     return b;
 }
 
-int pg_fast_free(Vmalloc_t* vm, Pgstate_t* pg, void* p)
+int pg_fastfreef(Vmalloc_t* vm, void* p)
 {
+    Pgstate_t* pg = vm_state(vm);
     Pgpage_t* d = pg_page_of(p);
     if (!d || !pg_busy(vm, pg, d, p))
         return 1;
     Pgcache_t* c = pg_cache(vm, pg);
-    if (!c)
-        return 1;
+    if (!c) {
+        if (!(vm->flags & VM_TRUST))
+            return 1;
+        pg_mark_free(pg, p, NULL);
+        pg_give(vm, pg, d, p);
+        return 0;
+    }
     Pgbin_t* bin = &c->bin[d->cls];
     pg_mark_free(pg, p, bin->head);
     bin->head = p;
@@ -667,8 +688,9 @@ int pg_fast_free(Vmalloc_t* vm, Pgstate_t* pg, void* p)
     return 0;
 }
 
-long pg_fast_size(Vmalloc_t* vm, Pgstate_t* pg, void* p)
+long pg_fastsizef(Vmalloc_t* vm, void* p)
 {
+    Pgstate_t* pg = vm_state(vm);
     Pgpage_t* d = pg_page_of(p);
     return d && pg_busy(vm, pg, d, p) ? (long)d->bsize : -1;
 }
@@ -680,9 +702,9 @@ void pg_init(Vmalloc_t* vm, Pgstate_t* pg)
     Pgcache_t* caches = pg->caches;
     memset(pg, 0, sizeof *pg);
     pg->caches = caches;
-    pg->on = vm->disc == &vm_dc_system;
     pg->key = vm_os_random();
     pg->lastpurge = vm_os_now_ms();
+    __atomic_store_n(&pg->on, vm->disc == &vm_dc_system, __ATOMIC_RELEASE);
 }
 
 void* pg_alloc(Vmalloc_t* vm, Pgstate_t* pg, size_t size)
@@ -750,11 +772,9 @@ void pg_clear(Vmalloc_t* vm, Pgstate_t* pg)
         }
     Pgcache_t* caches = pg->caches;
     size_t nextseg = pg->nextseg;
-    int on = pg->on;
-    memset(pg, 0, sizeof *pg);
+    memset(&pg->key, 0, sizeof *pg - offsetof(Pgstate_t, key)); /* on stays as it is */
     pg->caches = caches;
     pg->nextseg = nextseg;
-    pg->on = on;
     pg->key = vm_os_random();
     pg->lastpurge = vm_os_now_ms();
     for (size_t i = 0; i < vm->nsegs; ++i) {
@@ -798,13 +818,12 @@ void pg_compact(Vmalloc_t* vm, Pgstate_t* pg)
     pg_release_empty(vm, pg);
 }
 
-/* Blocks of other threads' caches count as busy in the core's figures;
- * vmstat reports them free. */
+/* Blocks in thread caches count as busy in the core's figures; vmstat
+ * reports them free (other threads' counts are read as they change). */
 void pg_stat_caches(Vmalloc_t* vm, Pgstate_t* pg, Vmstat_t* st)
 {
-    pg_flush_mine(vm, pg);
-    st->n_busy = vm->n_busy;
-    st->s_busy = vm->s_busy;
+    (void)vm; /* the caller's own cache is counted like the others, not flushed:
+               * a program may call vmstat often (vmreplay does) */
     for (Pgcache_t* c = pg->caches; c; c = c->rnext)
         for (unsigned k = 0; k < PG_NCLASS; ++k) {
             size_t n = pg_bin_n(&c->bin[k]);
@@ -858,6 +877,8 @@ int pg_walk_seg(Vmalloc_t* vm, Pgstate_t* pg, Vmseg_t* seg, Vmvisit_f visit, voi
 {
     uint64_t map[(PG_SIZE / 16 + 63) / 64];
     Pgseg_t* info = pg_seginfo(seg);
+    /* The aligned twin is an internal detail: the user's discipline is Vmdcsystem. */
+    Vmdisc_t* disc = seg->disc == &vm_dc_system_aligned ? &vm_dc_system : seg->disc;
     pg_flush_mine(vm, pg);
     for (size_t j = 0; j < info->npages; ++j) {
         Pgpage_t* d = pg_seg_page(info, j);
@@ -868,7 +889,7 @@ int pg_walk_seg(Vmalloc_t* vm, Pgstate_t* pg, Vmseg_t* seg, Vmvisit_f visit, voi
         for (unsigned i = 0; i < bump; ++i) {
             if (map[i >> 6] >> (i & 63) & 1)
                 continue;
-            int r = visit(vm, pg_block(d, i), d->bsize, seg->disc, arg);
+            int r = visit(vm, pg_block(d, i), d->bsize, disc, arg);
             if (r != 0)
                 return r;
         }

@@ -24,7 +24,7 @@
  *                second free of the same block is caught in O(1) (the user
  *                would have to write the region's secret there to fool it).
  *   page segment a discipline segment made of pages (seg->mflags & SEG_PAGES),
- *                aligned to PG_SIZE (Vmdcsystem guarantees it); page 0 also
+ *                aligned to PG_SIZE (Vmdcsystem's aligned twin gives them); page 0 also
  *                holds the Vmseg_t and the segment's counters.
  *   thread cache per (thread, region): a LIFO list per class, bounded; the
  *                fast path pops and pushes there with no lock. Blocks in a
@@ -69,7 +69,9 @@ void pg_init(Vmalloc_t* vm, Pgstate_t* pg);
 
 static inline int pg_small(const Pgstate_t* pg, size_t size, size_t align)
 {
-    return pg->on && size <= PG_MAXSMALL && align <= VM_ALIGN;
+    /* on is published last by pg_init (Vmheap sets itself up on first use
+     * while other threads may already look): an acquire load. */
+    return size <= PG_MAXSMALL && align <= VM_ALIGN && __atomic_load_n(&pg->on, __ATOMIC_ACQUIRE);
 }
 
 /* Locked entry points (region lock held, or VM_TRUST). */
@@ -94,12 +96,14 @@ int pg_check(Vmalloc_t* vm, Pgstate_t* pg);
 /* Purge what a program has not used for a while (called on slow paths). */
 void pg_tick(Vmalloc_t* vm, Pgstate_t* pg);
 
-/* Lock-free entry points (no lock held by the caller). */
-void* pg_fast_alloc(Vmalloc_t* vm, Pgstate_t* pg, size_t size);
+/* Lock-free entry points, for the method table (no lock held by the
+ * caller). They find the state at vm_state(vm): Pgstate_t must be the first
+ * member of the method's state. */
+void* pg_fastallocf(Vmalloc_t* vm, size_t size, size_t align);
 /* 0: freed; 1: not served here (the locked path decides, and reports). */
-int pg_fast_free(Vmalloc_t* vm, Pgstate_t* pg, void* p);
+int pg_fastfreef(Vmalloc_t* vm, void* p);
 /* Usable size of a busy small block of vm, or -1: ask the locked path. */
-long pg_fast_size(Vmalloc_t* vm, Pgstate_t* pg, void* p);
+long pg_fastsizef(Vmalloc_t* vm, void* p);
 /* The region is being closed: forget its thread caches. Unlocked. */
 void pg_close(Vmalloc_t* vm, Pgstate_t* pg);
 

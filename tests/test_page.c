@@ -1,0 +1,288 @@
+/*
+ * test_page.c — Vmbest's small-block layer (src/method/page.c) through the
+ * public API: size classes, the O(1) rejections of bad addresses, the
+ * per-thread caches (cross-thread frees, threads that come and go, vmclear
+ * and vmclose with caches out), growth slack, and memory going back to the
+ * system. The shadow-model test (test_best) covers the rest.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "t.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+#include <vmalloc.h>
+
+static Vmstat_t stat_of(Vmalloc_t* vm)
+{
+    Vmstat_t st;
+    CHECK(vmstat(vm, &st) == 0, "vmstat");
+    return st;
+}
+
+static int badaddr_events;
+
+static int count_badaddr(Vmalloc_t* vm, int type, void* obj, Vmdisc_t* disc)
+{
+    (void)vm;
+    (void)obj;
+    (void)disc;
+    if (type == VM_BADADDR)
+        badaddr_events++;
+    return 0;
+}
+
+/* Sizes up to 4 KiB are rounded to classes: at most 12.5% above 256 bytes,
+ * at most 15 bytes below; every block is 16-byte aligned. */
+static void test_classes(void)
+{
+    Vmalloc_t* vm = vmopen(Vmdcsystem, Vmbest, 0);
+    CHECK(vm, "vmopen");
+    for (size_t n = 0; n <= 4096; n += (n < 300 ? 1 : 7)) {
+        char* p = vmalloc(vm, n);
+        CHECK(p && ((uintptr_t)p & 15) == 0, "vmalloc(%zu) = %p", n, (void*)p);
+        long got = vmsize(vm, p);
+        size_t m = n ? n : 1;
+        CHECK(got >= (long)m && (m <= 256 ? got < (long)m + 16 : got <= (long)(m + m / 8)),
+              "vmalloc(%zu) has usable size %ld", n, got);
+        memset(p, 0xab, (size_t)got);
+        CHECK(vmaddr(vm, p + got - 1) == got - 1 && vmaddr(vm, p) == 0, "vmaddr in %zu", n);
+        CHECK(vmfree(vm, p) == 0, "vmfree(%zu)", n);
+    }
+    CHECK(vmdbcheck(vm) == 0 && vmclose(vm) == 0, "region intact");
+}
+
+/* Double frees, interior, stale and foreign pointers: -1, EINVAL, one
+ * VM_BADADDR event each, and nothing changes. */
+static void test_bad_addresses(void)
+{
+    static Vmdisc_t disc;
+    disc = *Vmdcsystem;
+    disc.exceptf = count_badaddr;
+    Vmalloc_t* vm = vmopen(Vmdcsystem, Vmbest, 0);
+    Vmalloc_t* other = vmopen(Vmdcsystem, Vmbest, 0);
+    CHECK(vm && other, "vmopen");
+    CHECK(vmdisc(vm, &disc) == Vmdcsystem, "vmdisc");
+    char* p = vmalloc(vm, 40);
+    char* q = vmalloc(vm, 40);
+    char* o = vmalloc(other, 40);
+    CHECK(p && q && o, "vmalloc");
+    int stack;
+    struct {
+        void* addr;
+        const char* what;
+    } bad[] = {{p + 16, "interior"}, {p + 1, "misaligned"}, {o, "another region's block"},
+               {&stack, "the stack"}, {(void*)test_classes, "code"}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; ++i) {
+        badaddr_events = 0;
+        errno = 0;
+        CHECK(vmfree(vm, bad[i].addr) == -1 && errno == EINVAL && badaddr_events == 1,
+              "vmfree of %s: events %d errno %d", bad[i].what, badaddr_events, errno);
+        CHECK(vmsize(vm, bad[i].addr) == -1, "vmsize of %s", bad[i].what);
+        CHECK(vmresize(vm, bad[i].addr, 10, VM_RSCOPY) == NULL, "vmresize of %s", bad[i].what);
+    }
+    CHECK(vmfree(vm, p) == 0, "vmfree");
+    badaddr_events = 0;
+    CHECK(vmfree(vm, p) == -1 && errno == EINVAL && badaddr_events == 1, "double free accepted");
+    CHECK(vmresize(vm, p, 100, VM_RSCOPY) == NULL, "resize of a freed block accepted");
+    /* Freed, then the block's page handed out again: still caught. */
+    for (int i = 0; i < 1000; ++i)
+        CHECK(vmalloc(vm, 400) != NULL, "vmalloc");
+    CHECK(vmfree(vm, p) == -1, "double free accepted later");
+    CHECK(stat_of(vm).n_busy == 1001, "n_busy %zu", stat_of(vm).n_busy);
+    /* After vmclear every old pointer is stale. */
+    CHECK(vmclear(vm) == 0, "vmclear");
+    CHECK(vmfree(vm, q) == -1 && vmsize(vm, q) == -1, "a block survived vmclear");
+    CHECK(vmdbcheck(vm) == 0 && vmdbcheck(other) == 0, "regions intact");
+    CHECK(vmfree(other, o) == 0, "the other region's block");
+    CHECK(vmclose(vm) == 0 && vmclose(other) == 0, "vmclose");
+}
+
+/* realloc-style growth moves a block O(log n) times (the paper's Figure 4
+ * grows one block by 32 bytes 10,000 times between 24-byte allocations). */
+static void test_growth(void)
+{
+    Vmalloc_t* vm = vmopen(Vmdcsystem, Vmbest, 0);
+    CHECK(vm, "vmopen");
+    size_t size = 32;
+    char* big = vmalloc(vm, size);
+    int moves = 0;
+    for (int i = 0; i < 10000; ++i) {
+        CHECK(vmalloc(vm, 24), "vmalloc");
+        size += 32;
+        char* nb = vmresize(vm, big, size, VM_RSCOPY);
+        CHECK(nb, "vmresize to %zu", size);
+        moves += nb != big;
+        nb[size - 1] = (char)i;
+        if (i > 0)
+            CHECK(nb[size - 33] == (char)(i - 1), "content lost at %zu", size);
+        big = nb;
+    }
+    EXPECT(moves <= 12, "%d moves for 10,000 growing resizes (the paper: 12)", moves);
+    Vmstat_t st = stat_of(vm);
+    /* The arena holds a 64 KiB page for each class the block passed through
+     * (untouched beyond its first block: extent, not resident memory). */
+    EXPECT((double)st.extent <= 3.0 * (double)st.s_busy, "extent %zu for %zu busy bytes",
+           st.extent, st.s_busy);
+    CHECK(vmdbcheck(vm) == 0 && vmclose(vm) == 0, "region intact");
+}
+
+/* ---- threads ---------------------------------------------------------------- */
+
+#define NTHREADS 4
+#define PER 20000
+
+typedef struct {
+    Vmalloc_t* vm;
+    int id;
+    void** mine;    /* allocated here */
+    void** theirs;  /* the previous thread's, freed here */
+} Worker;
+
+static pthread_barrier_t barrier;
+
+static void* worker(void* arg)
+{
+    Worker* w = arg;
+    for (int i = 0; i < PER; ++i) {
+        size_t n = (size_t)(16 + (i * 37 + w->id * 11) % 2000);
+        w->mine[i] = vmalloc(w->vm, n);
+        CHECK(w->mine[i], "thread %d: vmalloc", w->id);
+        memset(w->mine[i], w->id, n < 16 ? n : 16);
+    }
+    pthread_barrier_wait(&barrier);
+    for (int i = 0; i < PER; ++i) { /* the other thread's blocks: cross-thread frees */
+        CHECK(*(unsigned char*)w->theirs[i] == (unsigned char)((w->id + NTHREADS - 1) % NTHREADS),
+              "thread %d: a block changed hands", w->id);
+        CHECK(vmfree(w->vm, w->theirs[i]) == 0, "thread %d: vmfree", w->id);
+    }
+    for (int i = 0; i < 1000; ++i) /* leave some in the cache at exit */
+        vmfree(w->vm, vmalloc(w->vm, (size_t)(16 + i % 512)));
+    return NULL;
+}
+
+static void test_threads(void)
+{
+    Vmalloc_t* vm = vmopen(Vmdcsystem, Vmbest, 0);
+    CHECK(vm, "vmopen");
+    static void* blocks[NTHREADS][PER];
+    Worker w[NTHREADS];
+    pthread_t t[NTHREADS];
+    pthread_barrier_init(&barrier, NULL, NTHREADS);
+    for (int round = 0; round < 3; ++round) {
+        for (int i = 0; i < NTHREADS; ++i)
+            w[i] = (Worker){vm, i, blocks[i], blocks[(i + NTHREADS - 1) % NTHREADS]};
+        for (int i = 0; i < NTHREADS; ++i)
+            CHECK(pthread_create(&t[i], NULL, worker, &w[i]) == 0, "pthread_create");
+        for (int i = 0; i < NTHREADS; ++i)
+            pthread_join(t[i], NULL);
+        /* The threads are gone: their caches went back to the pages. */
+        Vmstat_t st = stat_of(vm);
+        CHECK(st.n_busy == 0 && st.s_busy == 0, "round %d: %zu blocks (%zu bytes) busy", round,
+              st.n_busy, st.s_busy);
+        CHECK(vmdbcheck(vm) == 0, "round %d: region damaged", round);
+    }
+    pthread_barrier_destroy(&barrier);
+    CHECK(vmcompact(vm) == 0, "vmcompact");
+    Vmstat_t st = stat_of(vm);
+    EXPECT(st.extent < ((size_t)1 << 20), "extent %zu after vmcompact of an empty region",
+           st.extent);
+    CHECK(vmclose(vm) == 0, "vmclose");
+}
+
+/* A region closed while another thread holds a cache of it, and a new
+ * region opened (maybe at the same address): the thread must not use the
+ * stale cache. */
+static Vmalloc_t* shared_vm;
+static pthread_barrier_t b2;
+
+static void* holder(void* arg)
+{
+    (void)arg;
+    void* p = vmalloc(shared_vm, 64); /* makes this thread's cache of the region */
+    CHECK(p && vmfree(shared_vm, p) == 0, "holder: first region");
+    pthread_barrier_wait(&b2); /* main closes the region and opens another */
+    pthread_barrier_wait(&b2);
+    for (int i = 0; i < 1000; ++i) {
+        p = vmalloc(shared_vm, 64);
+        CHECK(p && vmregion(p) == shared_vm, "holder: a block of the new region");
+        CHECK(vmfree(shared_vm, p) == 0, "holder: vmfree");
+    }
+    return NULL;
+}
+
+static void test_close_with_caches(void)
+{
+    pthread_t t;
+    pthread_barrier_init(&b2, NULL, 2);
+    shared_vm = vmopen(Vmdcsystem, Vmbest, 0);
+    CHECK(shared_vm && pthread_create(&t, NULL, holder, NULL) == 0, "setup");
+    pthread_barrier_wait(&b2);
+    CHECK(vmclose(shared_vm) == 0, "vmclose with another thread's cache");
+    shared_vm = vmopen(Vmdcsystem, Vmbest, 0);
+    CHECK(shared_vm, "vmopen");
+    pthread_barrier_wait(&b2);
+    pthread_join(t, NULL);
+    pthread_barrier_destroy(&b2);
+    CHECK(vmdbcheck(shared_vm) == 0 && stat_of(shared_vm).n_busy == 0, "new region intact");
+    CHECK(vmclose(shared_vm) == 0, "vmclose");
+}
+
+/* ---- memory back to the system ----------------------------------------------- */
+
+static long resident_kb(void)
+{
+    long size = 0, res = 0;
+    FILE* f = fopen("/proc/self/statm", "r");
+    if (!f)
+        return -1;
+    if (fscanf(f, "%ld %ld", &size, &res) != 2)
+        res = -1;
+    fclose(f);
+    return res < 0 ? -1 : res * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+static void test_purge(void)
+{
+    enum { N = 1 << 19, SIZE = 128 }; /* 64 MiB */
+    static char* blocks[N];
+    Vmalloc_t* vm = vmopen(Vmdcsystem, Vmbest, 0);
+    CHECK(vm, "vmopen");
+    long before = resident_kb();
+    for (int i = 0; i < N; ++i) {
+        blocks[i] = vmalloc(vm, SIZE);
+        CHECK(blocks[i], "vmalloc");
+        memset(blocks[i], 1, SIZE);
+    }
+    long peak = resident_kb();
+    for (int i = N / 64; i < N; ++i) /* keep the first 1/64 */
+        CHECK(vmfree(vm, blocks[i]) == 0, "vmfree");
+    long after = resident_kb();
+    CHECK(vmcompact(vm) == 0, "vmcompact");
+    long compacted = resident_kb();
+    if (before >= 0) {
+        long grown = peak - before;
+        printf("test_page: resident KiB before %ld, peak %ld, after the frees %ld, after "
+               "vmcompact %ld\n", before, peak, after, compacted);
+        /* Without vmcompact: what is above the 32 MiB kept for reuse goes back
+         * at once; vmcompact gives back the rest. */
+        EXPECT(after - before < grown * 3 / 4, "the frees gave back too little");
+        EXPECT(compacted - before < grown / 4, "vmcompact gave back too little");
+    }
+    for (int i = 0; i < N / 64; ++i)
+        CHECK(blocks[i][SIZE - 1] == 1 && vmfree(vm, blocks[i]) == 0, "a kept block");
+    CHECK(vmdbcheck(vm) == 0 && stat_of(vm).n_busy == 0, "region intact");
+    CHECK(vmclose(vm) == 0, "vmclose");
+}
+
+int main(void)
+{
+    test_classes();
+    test_bad_addresses();
+    test_growth();
+    test_threads();
+    test_close_with_caches();
+    test_purge();
+    printf("test_page: ok\n");
+    return T_DONE();
+}
