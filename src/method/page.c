@@ -202,6 +202,12 @@ static inline long pg_index(const Pgpage_t* d, const void* p)
     return (long)i;
 }
 
+/* Is p a block carved from d, an active page of vm? Reads no memory of p. */
+static inline int pg_carved(Vmalloc_t* vm, const Pgpage_t* d, const void* p)
+{
+    return d->vm == vm && d->state == PG_ACTIVE && pg_index(d, p) >= 0;
+}
+
 /* Is p a busy block of vm (in a page)? d is pg_page_of(p). */
 static inline int pg_busy(Vmalloc_t* vm, const Pgstate_t* pg, const Pgpage_t* d, const void* p)
 {
@@ -446,12 +452,15 @@ static void pg_give(Vmalloc_t* vm, Pgstate_t* pg, Pgpage_t* d, void* b)
         pg_retire(vm, pg, d, 0);
 }
 
+static void pg_xfer_drain(Vmalloc_t* vm, Pgstate_t* pg);
+
 void pg_tick(Vmalloc_t* vm, Pgstate_t* pg)
 {
     uint64_t now = vm_os_now_ms();
     if (now - pg->lastpurge < PG_TICK_MS)
         return;
     pg->lastpurge = now;
+    pg_xfer_drain(vm, pg);
     pg_purge_to(pg, 0);
     pg_release_empty(vm, pg);
 }
@@ -468,17 +477,53 @@ static inline uint32_t pg_bin_n(const Pgbin_t* b) { return __atomic_load_n(&b->n
 static inline void pg_bin_setn(Pgbin_t* b, uint32_t n) { __atomic_store_n(&b->n, n, __ATOMIC_RELAXED); }
 
 /* Move every block of c's list k back to its page. Region locked. */
+/* A cache list that met a block not keyed as free: a write after free, or
+ * a double free from two threads at once that raced the check.
+ * The list cannot be trusted past it: drop the rest (its blocks stay out of
+ * their pages, a bounded leak) rather than hand a block out twice; vmdbcheck
+ * counts it. */
+static void pg_bin_damaged(Pgstate_t* pg, Pgbin_t* bin)
+{
+    bin->head = NULL;
+    pg_bin_setn(bin, 0);
+    __atomic_add_fetch(&pg->damaged, 1, __ATOMIC_RELAXED);
+}
+
+/* Give the first n blocks of the list at *head back to their pages; *head
+ * becomes the rest. The number given, or -1 if the list was damaged (then
+ * *head is NULL). Region locked. */
+static long pg_list_give(Vmalloc_t* vm, Pgstate_t* pg, void** head, uint32_t n)
+{
+    long given = 0;
+    for (; given < n && *head; ++given) {
+        void* b = *head;
+        if (!pg_is_free(pg, b)) {
+            *head = NULL;
+            __atomic_add_fetch(&pg->damaged, 1, __ATOMIC_RELAXED);
+            return -1;
+        }
+        *head = *(void**)b;
+        pg_give(vm, pg, pg_page_of(b), b);
+    }
+    return given;
+}
+
 static void pg_cache_drain(Vmalloc_t* vm, Pgstate_t* pg, Pgcache_t* c, unsigned k, uint32_t n)
 {
     Pgbin_t* bin = &c->bin[k];
-    uint32_t have = pg_bin_n(bin);
-    for (uint32_t i = 0; i < n && bin->head; ++i) {
-        void* b = bin->head;
-        bin->head = *(void**)b;
-        have--;
-        pg_give(vm, pg, pg_page_of(b), b);
-    }
-    pg_bin_setn(bin, have);
+    long given = pg_list_give(vm, pg, &bin->head, n);
+    pg_bin_setn(bin, given < 0 ? 0 : pg_bin_n(bin) - (uint32_t)given);
+}
+
+/* Every list of the transfer cache back to the pages. Locked. */
+static void pg_xfer_drain(Vmalloc_t* vm, Pgstate_t* pg)
+{
+    for (unsigned k = 0; k < PG_NCLASS; ++k)
+        while (pg->nxfer[k] > 0) {
+            Pgbatch_t* x = &pg->xfer[k][--pg->nxfer[k]];
+            (void)pg_list_give(vm, pg, &x->head, UINT32_MAX);
+            x->n = 0;
+        }
 }
 
 static void pg_cache_drain_all(Vmalloc_t* vm, Pgstate_t* pg, Pgcache_t* c)
@@ -521,7 +566,7 @@ static void pg_tc_setup(void) { (void)pthread_key_create(&pg_tc_key, pg_thread_e
 
 /* This thread's cache for vm, made if need be; NULL when the thread should
  * use the locked path (VM_TRUST, thread exiting, lock busy, no memory). */
-static Pgcache_t* pg_cache_find(Vmalloc_t* vm, Pgstate_t* pg)
+__attribute__((noinline)) static Pgcache_t* pg_cache_find(Vmalloc_t* vm, Pgstate_t* pg)
 {
     if ((vm->flags & VM_TRUST) || pg_tls_state == 2)
         return NULL;
@@ -578,12 +623,26 @@ static inline Pgcache_t* pg_cache(Vmalloc_t* vm, Pgstate_t* pg)
 }
 
 /* The list k of c is empty: take max / 2 blocks from the pages, return one. */
-static void* pg_refill(Vmalloc_t* vm, Pgstate_t* pg, Pgcache_t* c, unsigned k)
+__attribute__((noinline)) static void* pg_refill(Vmalloc_t* vm, Pgstate_t* pg, Pgcache_t* c, unsigned k)
 {
     Pgbin_t* bin = &c->bin[k];
     uint32_t want = bin->max / 2;
     void* got;
     pthread_mutex_lock(&vm->lock);
+    if (pg->nxfer[k] > 0) { /* a whole list another flush left */
+        Pgbatch_t* x = &pg->xfer[k][--pg->nxfer[k]];
+        void** b = x->head;
+        x->head = NULL;
+        pthread_mutex_unlock(&vm->lock);
+        if (!pg_is_free(pg, b)) {
+            __atomic_add_fetch(&pg->damaged, 1, __ATOMIC_RELAXED);
+            return NULL;
+        }
+        bin->head = b[0];
+        pg_bin_setn(bin, x->n - 1);
+        ((uint64_t*)b)[1] = 0;
+        return b;
+    }
     got = pg_take(vm, pg, k);
     uint32_t n = 0;
     while (got && n + 1 < want) {
@@ -603,10 +662,18 @@ static void* pg_refill(Vmalloc_t* vm, Pgstate_t* pg, Pgcache_t* c, unsigned k)
     return got;
 }
 
-static void pg_flush(Vmalloc_t* vm, Pgstate_t* pg, Pgcache_t* c, unsigned k)
+__attribute__((noinline)) static void pg_flush(Vmalloc_t* vm, Pgstate_t* pg, Pgcache_t* c, unsigned k)
 {
+    Pgbin_t* bin = &c->bin[k];
     pthread_mutex_lock(&vm->lock);
-    pg_cache_drain(vm, pg, c, k, c->bin[k].max / 2);
+    if (pg->nxfer[k] < PG_XFER) { /* the whole list, for the next refill */
+        Pgbatch_t* x = &pg->xfer[k][pg->nxfer[k]++];
+        x->head = bin->head;
+        x->n = pg_bin_n(bin);
+        bin->head = NULL;
+        pg_bin_setn(bin, 0);
+    } else
+        pg_cache_drain(vm, pg, c, k, bin->max / 2);
     pg_tick(vm, pg);
     pthread_mutex_unlock(&vm->lock);
 }
@@ -629,16 +696,45 @@ void pg_close(Vmalloc_t* vm, Pgstate_t* pg)
     pthread_mutex_unlock(&vm_cache_lock);
 }
 
-/* The calling thread's cache of vm back to the pages, so that what the
- * region reports is exact for a single thread. Locked. */
+/* The calling thread's cache of vm and the transfer cache back to the
+ * pages, so that what the region reports is exact for a single thread. */
 static void pg_flush_mine(Vmalloc_t* vm, Pgstate_t* pg)
 {
     for (Pgcache_t* c = pg_tls_first; c; c = c->tnext)
         if (pg_cache_vm(c) == vm)
             pg_cache_drain_all(vm, pg, c);
+    pg_xfer_drain(vm, pg);
 }
 
 /* ---- lock-free entry points ---------------------------------------------- */
+
+/* No cache: a VM_TRUST region (one thread at a time) is served from its
+ * pages without a lock; any other goes to the locked path. */
+__attribute__((noinline)) static void* pg_alloc_nocache(Vmalloc_t* vm, Pgstate_t* pg, size_t size)
+{
+    if (!(vm->flags & VM_TRUST))
+        return NULL;
+    void* b = pg_alloc(vm, pg, size);
+    vm->fault = 0; /* the locked path tries again and reports */
+    return b;
+}
+
+__attribute__((noinline)) static int pg_free_nocache(Vmalloc_t* vm, Pgstate_t* pg, Pgpage_t* d,
+                                                     void* p)
+{
+    if (!(vm->flags & VM_TRUST) || pg_is_free(pg, p))
+        return 1;
+    pg_mark_free(pg, p, NULL);
+    pg_give(vm, pg, d, p);
+    return 0;
+}
+
+__attribute__((noinline)) static void* pg_alloc_damaged(Vmalloc_t* vm, Pgstate_t* pg,
+                                                        Pgcache_t* c, unsigned k)
+{
+    pg_bin_damaged(pg, &c->bin[k]);
+    return pg_refill(vm, pg, c, k);
+}
 
 void* pg_fastallocf(Vmalloc_t* vm, size_t size, size_t align)
 {
@@ -646,18 +742,17 @@ void* pg_fastallocf(Vmalloc_t* vm, size_t size, size_t align)
     if (!pg_small(pg, size, align))
         return NULL;
     Pgcache_t* c = pg_cache(vm, pg);
-    if (!c) {
-        if (!(vm->flags & VM_TRUST))
-            return NULL;
-        void* b = pg_alloc(vm, pg, size); /* one thread at a time: no lock, no cache */
-        vm->fault = 0;                    /* the locked path reports it */
-        return b;
-    }
+    if (__builtin_expect(!c, 0))
+        return pg_alloc_nocache(vm, pg, size);
     unsigned k = pg_class(size);
     Pgbin_t* bin = &c->bin[k];
     void** b = bin->head;
     if (__builtin_expect(b == NULL, 0))
         return pg_refill(vm, pg, c, k);
+    /* The free path wrote this line when it pushed the block: checking its
+     * key here is cheap where checking it at free would be a cache miss. */
+    if (__builtin_expect(!pg_is_free(pg, b), 0))
+        return pg_alloc_damaged(vm, pg, c, k);
     bin->head = b[0];
     pg_bin_setn(bin, bin->n - 1);
     ((uint64_t*)b)[1] = 0;
@@ -667,17 +762,19 @@ void* pg_fastallocf(Vmalloc_t* vm, size_t size, size_t align)
 int pg_fastfreef(Vmalloc_t* vm, void* p)
 {
     Pgstate_t* pg = vm_state(vm);
+    /* The key check below reads p's line, a cache miss for a block freed long
+     * after its last use: start fetching it while the page is looked up (a
+     * prefetch of a bad address is harmless). */
+    __builtin_prefetch(p, 1);
     Pgpage_t* d = pg_page_of(p);
-    if (!d || !pg_busy(vm, pg, d, p))
+    if (!d || !pg_carved(vm, d, p))
         return 1;
     Pgcache_t* c = pg_cache(vm, pg);
-    if (!c) {
-        if (!(vm->flags & VM_TRUST))
-            return 1;
-        pg_mark_free(pg, p, NULL);
-        pg_give(vm, pg, d, p);
-        return 0;
-    }
+    if (__builtin_expect(!c, 0))
+        return pg_free_nocache(vm, pg, d, p);
+    /* A second free of a block is refused here (the locked path reports it). */
+    if (__builtin_expect(pg_is_free(pg, p), 0))
+        return 1;
     Pgbin_t* bin = &c->bin[d->cls];
     pg_mark_free(pg, p, bin->head);
     bin->head = p;
@@ -824,16 +921,19 @@ void pg_stat_caches(Vmalloc_t* vm, Pgstate_t* pg, Vmstat_t* st)
 {
     (void)vm; /* the caller's own cache is counted like the others, not flushed:
                * a program may call vmstat often (vmreplay does) */
-    for (Pgcache_t* c = pg->caches; c; c = c->rnext)
-        for (unsigned k = 0; k < PG_NCLASS; ++k) {
-            size_t n = pg_bin_n(&c->bin[k]);
-            if (n > st->n_busy || n * pg_csize[k] > st->s_busy)
-                continue; /* a count read while it changed */
-            st->n_busy -= n;
-            st->s_busy -= n * pg_csize[k];
-            st->n_free += n;
-            st->s_free += n * pg_csize[k];
-        }
+    for (unsigned k = 0; k < PG_NCLASS; ++k) {
+        size_t n = 0;
+        for (unsigned x = 0; x < pg->nxfer[k]; ++x)
+            n += pg->xfer[k][x].n;
+        for (Pgcache_t* c = pg->caches; c; c = c->rnext)
+            n += pg_bin_n(&c->bin[k]);
+        if (n > st->n_busy || n * pg_csize[k] > st->s_busy)
+            continue; /* counts read while they changed */
+        st->n_busy -= n;
+        st->s_busy -= n * pg_csize[k];
+        st->n_free += n;
+        st->s_free += n * pg_csize[k];
+    }
 }
 
 static inline Pgpage_t* pg_seg_page(const Pgseg_t* info, size_t j)
@@ -953,7 +1053,7 @@ int pg_check_seg(Vmalloc_t* vm, Pgstate_t* pg, Vmseg_t* seg, size_t* nused, size
 /* The lists: every page in them is where its state says, counted right. */
 int pg_check(Vmalloc_t* vm, Pgstate_t* pg)
 {
-    int bad = 0;
+    int bad = (int)__atomic_load_n(&pg->damaged, __ATOMIC_RELAXED);
     size_t limit = pg->npages + 1, n;
     pg_flush_mine(vm, pg);
     for (unsigned k = 0; k < PG_NCLASS; ++k) {

@@ -23,6 +23,9 @@
  *                busy block has word 1 cleared when it is handed out, so a
  *                second free of the same block is caught in O(1) (the user
  *                would have to write the region's secret there to fool it).
+ *                A cache list checks each block's key again when it hands
+ *                it out: a write after free that broke it drops the list
+ *                (a bounded leak) instead of handing a block out twice.
  *   page segment a discipline segment made of pages (seg->mflags & SEG_PAGES),
  *                aligned to PG_SIZE (Vmdcsystem's aligned twin gives them); page 0 also
  *                holds the Vmseg_t and the segment's counters.
@@ -44,8 +47,16 @@
 
 #define SEG_PAGES 2u /* seg->mflags: a page segment (SEG_HUGE is 1, best.c) */
 
+#define PG_XFER 4 /* batches per class in a region's transfer cache */
+
 typedef struct pg_page Pgpage_t;
 typedef struct pg_cache Pgcache_t;
+
+/* A list of free blocks moved between a thread cache and its region whole. */
+typedef struct {
+    void* head;
+    uint32_t n;
+} Pgbatch_t;
 
 /* The layer's state, part of Vmbest's region state; guarded by the region
  * lock except where page.c says otherwise. */
@@ -61,6 +72,12 @@ typedef struct {
     size_t nextseg;                /* pages in the next page segment */
     Pgcache_t* caches;             /* this region's thread caches */
     uint64_t lastpurge;            /* ms: the last timed purge */
+    size_t damaged;                /* cache lists found damaged (page.c): atomic */
+    /* The transfer cache: whole lists a thread cache gave up, for the next
+     * refill of any thread, so a burst of frees and a burst of allocations
+     * move lists in O(1) instead of blocks one by one through their pages. */
+    Pgbatch_t xfer[PG_NCLASS][PG_XFER];
+    uint8_t nxfer[PG_NCLASS];
 } Pgstate_t;
 
 /* Set up the layer for a new or cleared region: on when its discipline is
