@@ -155,7 +155,7 @@ echo
 echo "== synth_soak: $sthr threads, $sreq larson-style requests; resident MiB; medians of $mruns runs"
 kv_medians "$tmp/soak" | awk -v peers="glibc jemalloc mimalloc tcmalloc" '
   function kv(line, key,   i, f, p) { f = split(line, p, " "); for (i = 2; i <= f; i++) if (index(p[i], key "=") == 1) return substr(p[i], length(key) + 2); return "" }
-  { a = $1; order[++na] = a; L[a] = $0; end[a] = kv($0, "rss_end_kb"); cpu[a] = kv($0, "cpu_ms") }
+  { a = $1; order[++na] = a; L[a] = $0; end[a] = kv($0, "rss_end_kb") + 0; cpu[a] = kv($0, "cpu_ms") + 0 }
   END {
     split(peers, P, " "); for (i in P) isPeer[P[i]] = 1
     for (o = 1; o <= na; o++) { a = order[o]; if (a in isPeer) {

@@ -17,7 +17,7 @@
  * mi_collect, jemalloc's arena purge, tcmalloc's ReleaseFreeMemory).
  *
  * One line out, key=value, sizes in KiB, times in ms:
- *   purge threads= peak_mib= base_kb= peak_kb= live_kb= rss0_kb= rss100ms_kb=
+ *   purge threads= peak_mib= seconds= base_kb= peak_kb= live_kb= rss0_kb= rss100ms_kb=
  *   rss1s_kb= rss_end_kb= settle_ms= poke_kb= release= trim_kb= build_cpu_ms=
  *   free_cpu_ms= idle_cpu_ms=
  * base is the resident set before the first allocation; the others are
@@ -314,10 +314,10 @@ int main(int argc, char** argv)
         fprintf(stderr, "synth_purge: a block was overwritten\n");
         return 1;
     }
-    printf("purge threads=%d peak_mib=%ld base_kb=%ld peak_kb=%ld live_kb=%ld rss0_kb=%ld "
+    printf("purge threads=%d peak_mib=%ld seconds=%g base_kb=%ld peak_kb=%ld live_kb=%ld rss0_kb=%ld "
            "rss100ms_kb=%ld rss1s_kb=%ld rss_end_kb=%ld settle_ms=%ld poke_kb=%ld release=%s trim_kb=%ld "
            "build_cpu_ms=%.0f free_cpu_ms=%.0f idle_cpu_ms=%.1f\n",
-           nthreads, peak_mib, base, peak, live, rss_at[0], sample_at(ticks, 100),
+           nthreads, peak_mib, seconds, base, peak, live, rss_at[0], sample_at(ticks, 100),
            sample_at(ticks, 1000), rss_at[ticks - 1], settle, poked, how, trimmed, build_cpu * 1e3,
            free_cpu * 1e3, idle_cpu * 1e3);
     return 0;
