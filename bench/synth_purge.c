@@ -12,21 +12,21 @@
  * set every 20 ms for SECONDS seconds (default 2); then allocates and frees
  * 1,000 small blocks (an allocator that purges only when called gets its
  * chance) and reads it again; and finally asks the allocator to give memory
- * back at once: malloc_trim(0) where the allocator
- * itself defines it (glibc, vmalloc), else its own call (mimalloc's
- * mi_collect, jemalloc's arena purge, tcmalloc's ReleaseFreeMemory).
+ * back at once: malloc_trim(0) where the allocator itself defines it (glibc,
+ * vmalloc), else its own call (mimalloc's mi_collect, jemalloc's arena
+ * purge, tcmalloc's ReleaseFreeMemory).
  *
  * One line out, key=value, sizes in KiB, times in ms:
- *   purge threads= peak_mib= seconds= base_kb= peak_kb= live_kb= rss0_kb= rss100ms_kb=
- *   rss1s_kb= rss_end_kb= settle_ms= poke_kb= release= trim_kb= build_cpu_ms=
+ *   purge threads= peak_mib= seconds= base_kb= peak_kb= live_kb= rss0_kb=
+ *   rss100ms_kb= rss1s_kb= rss_end_kb= settle_ms= poke_kb= release= trim_kb= build_cpu_ms=
  *   free_cpu_ms= idle_cpu_ms=
  * base is the resident set before the first allocation; the others are
  * whole-process resident sets. settle_ms is the first sample at which
  * rss - base <= 1.25 live + 4 MiB (-1: not within SECONDS); poke_kb is the
- * resident set after the 1,000 small blocks; trim_kb is the
- * resident set right after the release call; idle_cpu_ms is CPU time spent
- * while the program slept (an allocator's background purging). A block
- * found overwritten exits with status 1. */
+ * resident set after the 1,000 small blocks; trim_kb the resident set right
+ * after the release call; idle_cpu_ms the CPU time spent while the program
+ * slept (an allocator's background purging). A block found overwritten
+ * exits with status 1. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <pthread.h>
@@ -89,7 +89,8 @@ static size_t drop(struct worker* w, void* blk)
     unsigned char* p = blk;
     size_t n;
     memcpy(&n, p, sizeof n);
-    if (n < 16 || p[n - 1] != (unsigned char)(n & 0xff) || p[n / 2 + 4] != (unsigned char)(n & 0xff))
+    unsigned char v = (unsigned char)(n & 0xff);
+    if (n < 16 || p[n - 1] != v || p[n / 2 + 4] != v)
         w->bad = 1;
     free(p);
     return n;
@@ -314,9 +315,9 @@ int main(int argc, char** argv)
         fprintf(stderr, "synth_purge: a block was overwritten\n");
         return 1;
     }
-    printf("purge threads=%d peak_mib=%ld seconds=%g base_kb=%ld peak_kb=%ld live_kb=%ld rss0_kb=%ld "
-           "rss100ms_kb=%ld rss1s_kb=%ld rss_end_kb=%ld settle_ms=%ld poke_kb=%ld release=%s trim_kb=%ld "
-           "build_cpu_ms=%.0f free_cpu_ms=%.0f idle_cpu_ms=%.1f\n",
+    printf("purge threads=%d peak_mib=%ld seconds=%g base_kb=%ld peak_kb=%ld live_kb=%ld "
+           "rss0_kb=%ld rss100ms_kb=%ld rss1s_kb=%ld rss_end_kb=%ld settle_ms=%ld poke_kb=%ld "
+           "release=%s trim_kb=%ld build_cpu_ms=%.0f free_cpu_ms=%.0f idle_cpu_ms=%.1f\n",
            nthreads, peak_mib, seconds, base, peak, live, rss_at[0], sample_at(ticks, 100),
            sample_at(ticks, 1000), rss_at[ticks - 1], settle, poked, how, trimmed, build_cpu * 1e3,
            free_cpu * 1e3, idle_cpu * 1e3);
