@@ -10,8 +10,15 @@
  *           (Vmlast vs malloc).
  * Each line is "pattern allocator ns-per-operation" in CPU time. The
  * allocator "malloc" is whatever malloc the process has: run the program
- * under LD_PRELOAD to measure jemalloc, mimalloc or tcmalloc (bench/run.sh
- * does, and takes medians). No result is checked against a time limit.
+ * under LD_PRELOAD to measure jemalloc, mimalloc, tcmalloc or our own malloc
+ * interface (bench/run.sh does, and takes medians). Baselines for issue 5:
+ * "bare-bump" (a pointer bumped through one buffer,
+ * reset at each drop) on the bump pattern, and "bare-freelist" (an
+ * intrusive LIFO list over a bumped buffer) on the fixed pattern — the least
+ * any region method can do there, so Vmlast and Vmpool with VM_TRUST are
+ * read as multiples of them. Usage: bench_regions [all|malloc] [DIV], where
+ * DIV (default 1) divides every count (a quick run for the tests). No
+ * result is checked against a time limit.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <vmalloc.h>
@@ -26,6 +33,9 @@
 #define STEPS 2000000
 #define FIXED 1000000
 #define ROUNDS 4
+#define ALIGN 16 /* what malloc and the region methods give */
+
+static long steps = STEPS, fixed = FIXED; /* the counts, after DIV */
 
 typedef struct {
     void* (*alloc)(void* ctx, size_t n);
@@ -39,6 +49,42 @@ static void m_free(void* ctx, void* p) { (void)ctx; free(p); }
 static void* v_alloc(void* ctx, size_t n) { return vmalloc(ctx, n); }
 static void v_free(void* ctx, void* p) { vmfree(ctx, p); }
 static void v_drop(void* ctx) { vmclear(ctx); }
+
+/* The baselines: one buffer obtained from malloc before the clock starts
+ * (its pages untouched), carved by a pointer; the free list links freed
+ * blocks through their first word. Neither checks for running out: the
+ * buffer is sized for the pattern. */
+typedef struct {
+    char* base;
+    size_t used, cap;
+    void* head; /* free list (bare-freelist only) */
+} Bare;
+
+static void* bare_bump(void* ctx, size_t n)
+{
+    Bare* b = ctx;
+    void* p = b->base + b->used;
+    b->used += (n + ALIGN - 1) & ~(size_t)(ALIGN - 1);
+    return p;
+}
+static void bare_reset(void* ctx) { ((Bare*)ctx)->used = 0; }
+static void* bare_pop(void* ctx, size_t n)
+{
+    Bare* b = ctx;
+    void* p = b->head;
+    if (p) {
+        b->head = *(void**)p;
+        return p;
+    }
+    return bare_bump(ctx, n);
+}
+static void bare_push(void* ctx, void* p)
+{
+    Bare* b = ctx;
+    *(void**)p = b->head;
+    b->head = p;
+}
+static void bare_none(void* ctx, void* p) { (void)ctx; (void)p; }
 
 static uint64_t rng = 88172645463325252ull;
 static inline uint64_t next(void)
@@ -63,7 +109,7 @@ static double run_random(Alloc* a)
     rng = 88172645463325252ull;
     memset(slots, 0, LIVE * sizeof slots[0]);
     double t = cpu_now();
-    for (long i = 0; i < STEPS; ++i) {
+    for (long i = 0; i < steps; ++i) {
         size_t k = next() % LIVE;
         if (slots[k]) {
             a->release(a->ctx, slots[k]);
@@ -78,21 +124,21 @@ static double run_random(Alloc* a)
     for (size_t k = 0; k < LIVE; ++k)
         if (slots[k])
             a->release(a->ctx, slots[k]);
-    return t / STEPS;
+    return t / (double)steps;
 }
 
 static double run_fixed(Alloc* a)
 {
     double t = cpu_now();
     for (int r = 0; r < ROUNDS; ++r) {
-        for (long i = 0; i < FIXED; ++i) {
+        for (long i = 0; i < fixed; ++i) {
             slots[i] = a->alloc(a->ctx, 32);
             *(char*)slots[i] = 1;
         }
-        for (long i = 0; i < FIXED; ++i)
+        for (long i = 0; i < fixed; ++i)
             a->release(a->ctx, slots[i]);
     }
-    return (cpu_now() - t) / (2.0 * ROUNDS * FIXED);
+    return (cpu_now() - t) / (2.0 * ROUNDS * (double)fixed);
 }
 
 static double run_bump(Alloc* a)
@@ -100,17 +146,17 @@ static double run_bump(Alloc* a)
     rng = 88172645463325252ull;
     double t = cpu_now();
     for (int r = 0; r < ROUNDS; ++r) {
-        for (long i = 0; i < FIXED; ++i) {
+        for (long i = 0; i < fixed; ++i) {
             slots[i] = a->alloc(a->ctx, 8 + next() % 249);
             *(char*)slots[i] = 1;
         }
         if (a->drop)
             a->drop(a->ctx);
         else
-            for (long i = 0; i < FIXED; ++i)
+            for (long i = 0; i < fixed; ++i)
                 a->release(a->ctx, slots[i]);
     }
-    return (cpu_now() - t) / (2.0 * ROUNDS * FIXED);
+    return (cpu_now() - t) / (2.0 * ROUNDS * (double)fixed);
 }
 
 static void report(const char* pattern, const char* name, double ns)
@@ -128,9 +174,31 @@ static void region(const char* pattern, const char* name, Vmethod_t* meth, int f
     vmclose(vm);
 }
 
+/* Times a baseline on its pattern, over a fresh buffer of CAP bytes. */
+static void bare(const char* pattern, const char* name, size_t cap, int list,
+                 double (*run)(Alloc*))
+{
+    Bare b = {malloc(cap), 0, cap, NULL};
+    if (!b.base) {
+        fprintf(stderr, "bench_regions: no %zu bytes for %s\n", cap, name);
+        exit(1);
+    }
+    Alloc a = {list ? bare_pop : bare_bump, list ? bare_push : bare_none,
+               list ? NULL : bare_reset, &b};
+    report(pattern, name, run(&a));
+    free(b.base);
+}
+
 int main(int argc, char** argv)
 {
     const char* only = argc > 1 ? argv[1] : "all";
+    long div = argc > 2 ? atol(argv[2]) : 1;
+    if ((strcmp(only, "all") != 0 && strcmp(only, "malloc") != 0) || div < 1 || div > fixed) {
+        fprintf(stderr, "usage: bench_regions [all|malloc] [DIV 1..%d]\n", FIXED);
+        return 2;
+    }
+    steps /= div;
+    fixed /= div;
     Alloc m = {m_alloc, m_free, NULL, NULL};
     int all = strcmp(only, "all") == 0, mal = strcmp(only, "malloc") == 0;
     if (all || mal) {
@@ -148,5 +216,7 @@ int main(int argc, char** argv)
     region("bump", "vmbest", Vmbest, 0, run_bump, 0);
     region("bump", "vmlast", Vmlast, 0, run_bump, 1);
     region("bump", "vmlast-trust", Vmlast, VM_TRUST, run_bump, 1);
+    bare("fixed", "bare-freelist", (size_t)fixed * 32, 1, run_fixed);
+    bare("bump", "bare-bump", (size_t)fixed * (256 + ALIGN), 0, run_bump);
     return 0;
 }

@@ -20,20 +20,7 @@ declare -A arg=([larson]=${SYNTH_LARSON:-5000000} [prodcons]=${SYNTH_PRODCONS:-1
 for s in larson prodcons smallobj; do
   [ -x "$build/bench/synth_$s" ] || { echo "synth.sh: $build/bench/synth_$s not built (cmake --build $build)" >&2; exit 1; }
 done
-libdir=/usr/lib/$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
-declare -A lib=([jemalloc]=$libdir/libjemalloc.so.2 [mimalloc]=$libdir/libmimalloc.so.2
-                [tcmalloc]=$libdir/libtcmalloc_minimal.so.4)
-declare -A pkg=([jemalloc]=libjemalloc2 [mimalloc]=libmimalloc2.0 [tcmalloc]=libtcmalloc-minimal4)
-allocs=(glibc)
-if nm -D --defined-only "$build/libvmalloc.so" 2>/dev/null | grep -qw malloc; then
-  allocs+=(vmalloc); lib[vmalloc]=$(cd "$build" && pwd)/libvmalloc.so
-else
-  echo "synth.sh: $build/libvmalloc.so defines no malloc (VMALLOC_MALLOC=OFF): vmalloc left out" >&2
-fi
-for a in jemalloc mimalloc tcmalloc; do
-  if [ -e "${lib[$a]}" ]; then allocs+=("$a")
-  else echo "missing $a: apt-get install ${pkg[$a]}" >&2; fi
-done
+. "$(dirname "${BASH_SOURCE[0]}")/allocators.sh"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 # measure ALLOC CMD...: one run; appends "cpu wall rss" to stdout, the
