@@ -43,7 +43,9 @@
 #define BEST_BIG ((size_t)4096)     /* blocks this size and up live in the tree */
 #define BEST_HUGE ((size_t)1 << 20) /* requests this size and up get a segment each */
 #define BEST_SEGMIN ((size_t)64 << 10)
-#define BEST_SEGMAX ((size_t)32 << 20)
+#define BEST_SEGMAX ((size_t)8 << 20)
+#define BEST_DIRTYMIN ((size_t)32 << 20) /* freed bytes kept resident: this, or half the busy */
+#define BEST_PURGE_MS 1000
 
 #define BUSY ((size_t)1)  /* the block is allocated */
 #define PFREE ((size_t)2) /* the previous block is free (its footer holds its size) */
@@ -73,6 +75,8 @@ typedef struct best_s {
     Blk* tree;         /* splay tree of free blocks of BEST_BIG bytes and up */
     Blk* wild;         /* the wilderness block, in no bin or tree; or NULL */
     Vmseg_t* wildseg;  /* the segment whose end may grow in place */
+    size_t dirty;      /* bytes freed in large blocks since the last purge */
+    uint64_t lastpurge; /* ms */
 } Best_t;
 
 static inline Best_t* best_state(Vmalloc_t* vm) { return (Best_t*)vm_state(vm); }
@@ -405,7 +409,13 @@ static int best_extend(Vmalloc_t* vm, size_t size)
 /* Get a new segment able to hold a block of size bytes. */
 static int best_grow(Vmalloc_t* vm, size_t size)
 {
-    size_t want = vm->extent / 2;
+    /* Half the arena outside the small-block pages, and room for the block
+     * to double: few segments, and a block growing at the end of the new one
+     * grows in place for a while. */
+    size_t pages = best_state(vm)->pg.npages * PG_SIZE;
+    size_t want = (vm->extent > pages ? vm->extent - pages : 0) / 2;
+    if (want < 2 * (size + BEST_HDR))
+        want = 2 * (size + BEST_HDR);
     want = want < BEST_SEGMIN ? BEST_SEGMIN : want > BEST_SEGMAX ? BEST_SEGMAX : want;
     size_t need = size + BEST_HDR;
     Vmseg_t* seg = NULL;
@@ -611,6 +621,60 @@ bad:
     return NULL;
 }
 
+/* Give the pages inside every free block back to the system (madvise):
+ * what a program freed stops counting in its resident memory, and costs a
+ * page fault when it is used again. Only for Vmdcsystem memory: a user's
+ * buffer keeps its content. A block's first and last bytes (its header,
+ * links and footer) stay. O(blocks) over the shared segments. */
+static void best_purge(Vmalloc_t* vm)
+{
+    Best_t* st = best_state(vm);
+    size_t os = vm_os_pagesize();
+    for (size_t i = 0; i < vm->nsegs; ++i) {
+        Vmseg_t* seg = vm->segs[i];
+        if ((seg->mflags & (SEG_HUGE | SEG_PAGES)) || seg->disc != &vm_dc_system)
+            continue;
+        for (Blk* b = blk_at(seg->data); blk_size(b) != 0; b = blk_next(b)) {
+            if ((b->head & BUSY) || blk_size(b) < 2 * os + sizeof(Blk))
+                continue;
+            char* from = vm_ptr_up((char*)b + sizeof(Blk), os);
+            char* to = (char*)((uintptr_t)((char*)b + blk_size(b) - sizeof(size_t)) & ~(os - 1));
+            if (to > from)
+                (void)vm_os_purge(from, (size_t)(to - from));
+        }
+    }
+    st->dirty = 0;
+    st->lastpurge = vm_os_now_ms();
+}
+
+/* A segment that a large free left wholly free goes back to its discipline
+ * at once, unless it is the home or the wilderness segment (the one that
+ * serves the next growth). */
+static void best_release_if_empty(Vmalloc_t* vm, Vmseg_t* seg)
+{
+    Best_t* st = best_state(vm);
+    if (!seg || seg == vm->home || seg == st->wildseg || (seg->mflags & (SEG_HUGE | SEG_PAGES)))
+        return;
+    Blk* first = blk_at(seg->data);
+    if (blk_size(first) == 0 || (first->head & BUSY) || blk_next(first) != seg_sentinel(seg))
+        return;
+    best_unlink(st, first);
+    if (vm_seg_put(vm, seg) < 0)
+        best_link(st, first); /* the discipline keeps it: still a free block */
+}
+
+/* After a large free: purge when much was freed, or a while ago. */
+static void best_maybe_purge(Vmalloc_t* vm, size_t freed)
+{
+    Best_t* st = best_state(vm);
+    st->dirty += freed;
+    size_t limit = vm->s_busy / 2 > BEST_DIRTYMIN ? vm->s_busy / 2 : BEST_DIRTYMIN;
+    if (st->dirty > limit || vm_os_now_ms() - st->lastpurge >= BEST_PURGE_MS) {
+        best_purge(vm);
+        pg_tick(vm, &st->pg);
+    }
+}
+
 static int best_free(Vmalloc_t* vm, void* p)
 {
     int r = pg_free(vm, best_pages(vm), p);
@@ -626,7 +690,12 @@ static int best_free(Vmalloc_t* vm, void* p)
             best_seg_format(vm, seg); /* the discipline keeps it: reuse it */
         return 0;
     }
+    size_t size = blk_size(b);
     best_free_blk(vm, b);
+    if (size >= BEST_BIG)
+        best_release_if_empty(vm, vm_seg_find(vm, p));
+    if (size >= 2 * vm_os_pagesize() && vm->disc == &vm_dc_system)
+        best_maybe_purge(vm, size);
     return 0;
 }
 
@@ -805,6 +874,7 @@ static int best_compact(Vmalloc_t* vm)
         }
         st->wild = w;
     }
+    best_purge(vm);
     return 0;
 }
 
