@@ -47,12 +47,11 @@
 #include <pthread.h>
 #include <stddef.h>
 
-#define PG_START 128  /* first block of a page */
-#define PG_START0 192 /* first block of a segment's first page (the counters first) */
-#define PG_SEGINFO 128
-#define PG_MINSEG 2   /* pages in the first page segment of a region; then x1.5 */
-#define PG_MAXSEG 32  /* and at most (2 MiB): the arena overshoots by at most a third */
-#define PG_DIRTYMIN 512 /* pages (32 MiB) of empty memory kept unpurged, or active / 2 */
+#define PG_SEGINFO 64  /* the segment's counters, in page 0 */
+#define PG_DESCS 128   /* the pages' descriptors, in page 0, 64 bytes each */
+#define PG_MINSEG 4   /* pages in the first page segment of a region; then x1.5 */
+#define PG_MAXSEG 60  /* and at most (1.9 MiB, headers in 4 KiB): the arena overshoots by at most a third */
+#define PG_DIRTYMIN 1024 /* pages (32 MiB) of empty memory kept unpurged, or active / 2 */
 #define PG_TICK_MS 1000
 
 enum { PG_EMPTY = 0, PG_ACTIVE = 1 };
@@ -61,15 +60,19 @@ struct pg_page {
     Vmalloc_t* vm;         /* owner while active; NULL while empty */
     void* free;            /* blocks given back, linked through word 0 */
     Pgpage_t *next, *prev; /* in partial[cls], or in the dirty or clean list */
-    Vmseg_t* seg;          /* the page segment */
     uint32_t bsize, recip; /* class size; 2^32 / bsize + 1 (exact division below 2^16) */
     uint16_t cls, cap, start, used, nfree;
     uint16_t bump;         /* written under the lock, read by the fast free: atomic */
     uint8_t state, dirty;
+    char pad[64 - 54];     /* 64 bytes: a page's index is its descriptor's */
 };
 
+/* A page segment's counters, at page 0 + PG_SEGINFO; its pages' descriptors
+ * follow at page 0 + PG_DESCS, so a wholly purged page keeps nothing
+ * resident, and page 0 only its first OS page. */
 typedef struct {
     uint32_t npages, nactive;
+    Vmseg_t* seg;
     char* first; /* page 0 */
 } Pgseg_t;
 
@@ -88,15 +91,15 @@ struct pg_cache {
     Pgbin_t bin[PG_NCLASS];
 };
 
-_Static_assert(sizeof(Pgpage_t) <= PG_START - PG_DESC, "page descriptor too big");
-_Static_assert(sizeof(Vmseg_t) <= PG_DESC, "a segment header must fit before page 0's descriptor");
-_Static_assert(PG_SEGINFO + sizeof(Pgseg_t) <= PG_START0, "segment counters too big");
+_Static_assert(sizeof(Pgpage_t) == 64, "a page descriptor is 64 bytes");
+_Static_assert(sizeof(Vmseg_t) <= PG_SEGINFO, "a segment header must fit before the counters");
+_Static_assert(PG_SEGINFO + sizeof(Pgseg_t) <= PG_DESCS, "segment counters too big");
+_Static_assert(PG_DESCS + PG_MAXSEG * 64 <= 4096, "a segment's headers fit in its first OS page");
 
 static const uint16_t pg_csize[PG_NCLASS] = {
-    16,   32,   48,   64,   80,   96,   112,  128,  144,  160,  176,  192,
-    208,  224,  240,  256,  288,  320,  352,  384,  416,  448,  480,  512,
-    576,  640,  704,  768,  832,  896,  960,  1024, 1152, 1280, 1408, 1536,
-    1664, 1792, 1920, 2048, 2304, 2560, 2816, 3072, 3328, 3584, 3840, 4096,
+    16,  32,  48,  64,  80,  96,  112, 128, 144,  160,  176,  192,  208,  224,
+    240, 256, 288, 320, 352, 384, 416, 448, 480,  512,  576,  640,  704,  768,
+    832, 896, 960, 1024, 1152, 1280, 1408, 1536, 1664, 1792, 1920, 2048,
 };
 
 /* The class of a request of n <= PG_MAXSMALL bytes. */
@@ -110,13 +113,15 @@ static inline unsigned pg_class(size_t n)
 
 static inline uint32_t pg_cache_max(unsigned k)
 {
-    uint32_t m = (uint32_t)((32u << 10) / pg_csize[k]);
-    return m < 8 ? 8 : m > 256 ? 256 : m;
+    uint32_t m = (uint32_t)((16u << 10) / pg_csize[k]);
+    return m < 8 ? 8 : m > 128 ? 128 : m;
 }
 
 /* ---- the page map: is an address in a page? ------------------------------ */
 
-#define PG_MAPTOP (1u << 15) /* addresses below 2^47 */
+#define PG_MAPTOP (1u << 15) /* addresses below 2^47: a leaf per 4 GiB */
+#define PG_LEAFBITS (32 - PG_SHIFT)
+#define PG_LEAFMASK (((uintptr_t)1 << PG_LEAFBITS) - 1)
 static uint8_t* pg_map[PG_MAPTOP];
 
 static inline uint8_t* pg_map_leaf(uintptr_t a)
@@ -125,21 +130,32 @@ static inline uint8_t* pg_map_leaf(uintptr_t a)
 }
 
 static inline char* pg_base(const void* p) { return (char*)((uintptr_t)p & ~(PG_SIZE - 1)); }
-static inline Pgpage_t* pg_desc(const char* P) { return (Pgpage_t*)(P + PG_DESC); }
+/* Page j of the segment whose page 0 is first: its descriptor. */
+static inline Pgpage_t* pg_desc(char* first, size_t j) { return (Pgpage_t*)(first + PG_DESCS) + j; }
+/* And back: a descriptor lives in its segment's page 0. */
+static inline char* pg_first_of(const Pgpage_t* d) { return pg_base(d); }
+static inline size_t pg_index_of(const Pgpage_t* d)
+{
+    return (size_t)(d - (const Pgpage_t*)(pg_first_of(d) + PG_DESCS));
+}
+static inline char* pg_page_addr(const Pgpage_t* d) { return pg_first_of(d) + pg_index_of(d) * PG_SIZE; }
+static inline Pgseg_t* pg_info_of(const Pgpage_t* d) { return (Pgseg_t*)(pg_first_of(d) + PG_SEGINFO); }
 
 /* The page holding p, or NULL if p is in no page. O(1), reads no memory of p. */
 static inline Pgpage_t* pg_page_of(const void* p)
 {
     uintptr_t a = (uintptr_t)p;
     uint8_t* leaf = pg_map_leaf(a);
-    if (!leaf || !__atomic_load_n(&leaf[(a >> PG_SHIFT) & 0xffff], __ATOMIC_RELAXED))
+    unsigned v = leaf ? __atomic_load_n(&leaf[(a >> PG_SHIFT) & PG_LEAFMASK], __ATOMIC_RELAXED) : 0;
+    if (!v) /* else v - 1 is the page's index in its segment */
         return NULL;
-    return pg_desc(pg_base(p));
+    return pg_desc(pg_base(p) - (size_t)(v - 1) * PG_SIZE, v - 1);
 }
 
-/* Mark page P as a page (on) or not. Locked by the region; leaves are shared
- * by all regions, so a new one is published with a compare-and-swap. */
-static int pg_map_set(char* P, int on)
+/* Mark page P as page index on - 1 of its segment, or (on == 0) as no page.
+ * Locked by the region; leaves are shared by all regions, so a new one is
+ * published with a compare-and-swap. */
+static int pg_map_set(char* P, unsigned on)
 {
     uintptr_t a = (uintptr_t)P;
     if (a >> 47)
@@ -148,7 +164,7 @@ static int pg_map_set(char* P, int on)
     if (!leaf) {
         if (!on)
             return 0;
-        uint8_t* fresh = vm_os_map((size_t)1 << 16);
+        uint8_t* fresh = vm_os_map((size_t)1 << PG_LEAFBITS);
         if (!fresh)
             return -1;
         uint8_t* expect = NULL;
@@ -156,11 +172,11 @@ static int pg_map_set(char* P, int on)
                                         __ATOMIC_ACQUIRE))
             leaf = fresh;
         else {
-            (void)vm_os_unmap(fresh, (size_t)1 << 16);
+            (void)vm_os_unmap(fresh, (size_t)1 << PG_LEAFBITS);
             leaf = expect;
         }
     }
-    __atomic_store_n(&leaf[(a >> PG_SHIFT) & 0xffff], (uint8_t)(on != 0), __ATOMIC_RELAXED);
+    __atomic_store_n(&leaf[(a >> PG_SHIFT) & PG_LEAFMASK], (uint8_t)on, __ATOMIC_RELAXED);
     return 0;
 }
 
@@ -184,7 +200,7 @@ static inline void pg_mark_free(const Pgstate_t* pg, void* p, void* next)
 
 static inline void* pg_block(const Pgpage_t* d, unsigned i)
 {
-    return pg_base(d) + d->start + (size_t)i * d->bsize;
+    return pg_page_addr(d) + d->start + (size_t)i * d->bsize;
 }
 
 static inline unsigned pg_bump(const Pgpage_t* d) { return __atomic_load_n(&d->bump, __ATOMIC_RELAXED); }
@@ -244,6 +260,12 @@ static inline int pg_has_room(const Pgpage_t* d) { return d->free || d->bump < d
 
 static inline Pgseg_t* pg_seginfo(const Vmseg_t* seg) { return seg->mdata; }
 
+/* Where page j's blocks start: after the headers in page 0. */
+static inline uint16_t pg_start(const Pgseg_t* info, size_t j)
+{
+    return (uint16_t)(j ? 0 : vm_align_up(PG_DESCS + info->npages * sizeof(Pgpage_t), 16));
+}
+
 static void pg_empty_unlink(Pgstate_t* pg, Pgpage_t* d)
 {
     if (d->dirty) {
@@ -259,10 +281,9 @@ static void pg_empty_unlink(Pgstate_t* pg, Pgpage_t* d)
  * descriptor (and, in page 0, the segment header). */
 static void pg_purge(Pgstate_t* pg, Pgpage_t* d)
 {
-    size_t os = vm_os_pagesize();
-    char* P = pg_base(d);
-    if (os < PG_SIZE)
-        (void)vm_os_purge(P + os, PG_SIZE - os);
+    size_t skip = pg_index_of(d) ? 0 : vm_os_pagesize(); /* page 0's headers stay */
+    if (skip < PG_SIZE)
+        (void)vm_os_purge(pg_page_addr(d) + skip, PG_SIZE - skip);
     pg_unlink(&pg->empty, &pg->emptytail, d);
     pg->ndirty--;
     d->dirty = 0;
@@ -303,8 +324,10 @@ static int pg_grow(Vmalloc_t* vm, Pgstate_t* pg)
         vm_fault(vm, VM_NOMEM, (void*)(n * PG_SIZE));
         return -1;
     }
+    if (np > PG_MAXSEG)
+        np = PG_MAXSEG; /* the descriptors must fit in page 0's first OS page */
     for (size_t i = 0; i < np; ++i) {
-        if (pg_map_set(first + i * PG_SIZE, 1) < 0) {
+        if (pg_map_set(first + i * PG_SIZE, (unsigned)i + 1) < 0) {
             while (i-- > 0)
                 (void)pg_map_set(first + i * PG_SIZE, 0);
             (void)vm_seg_put(vm, seg);
@@ -315,13 +338,13 @@ static int pg_grow(Vmalloc_t* vm, Pgstate_t* pg)
     Pgseg_t* info = (Pgseg_t*)(first + PG_SEGINFO);
     info->npages = (uint32_t)np;
     info->nactive = 0;
+    info->seg = seg;
     info->first = first;
     seg->mflags = SEG_PAGES;
     seg->mdata = info;
     for (size_t i = np; i-- > 0;) { /* page 0 ends up first on the list */
-        Pgpage_t* d = pg_desc(first + i * PG_SIZE);
+        Pgpage_t* d = pg_desc(first, i);
         memset(d, 0, sizeof *d);
-        d->seg = seg;
         d->state = PG_EMPTY;
         pg_push(&pg->clean, NULL, d);
     }
@@ -338,7 +361,7 @@ static void pg_release(Vmalloc_t* vm, Pgstate_t* pg, Vmseg_t* seg)
     size_t np = info->npages;
     char* first = info->first;
     for (size_t i = 0; i < np; ++i)
-        pg_empty_unlink(pg, pg_desc(first + i * PG_SIZE));
+        pg_empty_unlink(pg, pg_desc(first, i));
     for (size_t i = 0; i < np; ++i)
         (void)pg_map_set(first + i * PG_SIZE, 0);
     pg->npages -= np;
@@ -346,8 +369,8 @@ static void pg_release(Vmalloc_t* vm, Pgstate_t* pg, Vmseg_t* seg)
         return;
     /* The discipline keeps it: the pages stay ours, clean or not. */
     for (size_t i = 0; i < np; ++i) {
-        Pgpage_t* d = pg_desc(first + i * PG_SIZE);
-        (void)pg_map_set(first + i * PG_SIZE, 1);
+        Pgpage_t* d = pg_desc(first, i);
+        (void)pg_map_set(first + i * PG_SIZE, (unsigned)i + 1);
         d->dirty = 1;
         pg_push(&pg->empty, &pg->emptytail, d);
         pg->ndirty++;
@@ -378,14 +401,13 @@ static Pgpage_t* pg_assign(Vmalloc_t* vm, Pgstate_t* pg, unsigned k)
         d = pg->clean;
     }
     pg_empty_unlink(pg, d);
-    char* P = pg_base(d);
-    Pgseg_t* info = pg_seginfo(d->seg);
+    Pgseg_t* info = pg_info_of(d);
     d->vm = vm;
     d->free = NULL;
     d->bsize = pg_csize[k];
     d->recip = (uint32_t)((((uint64_t)1) << 32) / d->bsize + 1);
     d->cls = (uint16_t)k;
-    d->start = P == info->first ? PG_START0 : PG_START;
+    d->start = pg_start(info, pg_index_of(d));
     d->cap = (uint16_t)((PG_SIZE - d->start) / d->bsize);
     d->used = d->nfree = 0;
     __atomic_store_n(&d->bump, 0, __ATOMIC_RELAXED);
@@ -409,9 +431,9 @@ static void pg_retire(Vmalloc_t* vm, Pgstate_t* pg, Pgpage_t* d, int force)
     d->dirty = 1;
     pg_push(&pg->empty, &pg->emptytail, d);
     pg->ndirty++;
-    Pgseg_t* info = pg_seginfo(d->seg);
+    Pgseg_t* info = pg_info_of(d);
     if (--info->nactive == 0 && pg->ndirty + pg->nclean >= info->npages + pg_dirty_limit(pg))
-        pg_release(vm, pg, d->seg);
+        pg_release(vm, pg, info->seg);
     pg_purge_to(pg, pg_dirty_limit(pg));
 }
 
@@ -514,6 +536,11 @@ static void pg_cache_drain(Vmalloc_t* vm, Pgstate_t* pg, Pgcache_t* c, unsigned 
     long given = pg_list_give(vm, pg, &bin->head, n);
     pg_bin_setn(bin, given < 0 ? 0 : pg_bin_n(bin) - (uint32_t)given);
 }
+
+/* More than half the pages empty: the program is giving memory back. Lists
+ * then go to their pages at once, since a cached block holds its whole
+ * page resident. */
+static inline int pg_shrinking(const Pgstate_t* pg) { return 2 * (pg->ndirty + pg->nclean) > pg->npages; }
 
 /* Every list of the transfer cache back to the pages. Locked. */
 static void pg_xfer_drain(Vmalloc_t* vm, Pgstate_t* pg)
@@ -666,7 +693,14 @@ __attribute__((noinline)) static void pg_flush(Vmalloc_t* vm, Pgstate_t* pg, Pgc
 {
     Pgbin_t* bin = &c->bin[k];
     pthread_mutex_lock(&vm->lock);
-    if (pg->nxfer[k] < PG_XFER) { /* the whole list, for the next refill */
+    if (pg_shrinking(pg)) { /* the list's pages may be emptying: back to them */
+        pg_cache_drain(vm, pg, c, k, UINT32_MAX);
+        while (pg->nxfer[k] > 0) {
+            Pgbatch_t* x = &pg->xfer[k][--pg->nxfer[k]];
+            (void)pg_list_give(vm, pg, &x->head, UINT32_MAX);
+            x->n = 0;
+        }
+    } else if (pg->nxfer[k] < PG_XFER) { /* the whole list, for the next refill */
         Pgbatch_t* x = &pg->xfer[k][pg->nxfer[k]++];
         x->head = bin->head;
         x->n = pg_bin_n(bin);
@@ -849,7 +883,7 @@ long pg_addr(Vmalloc_t* vm, Pgstate_t* pg, void* addr)
         return -2;
     if (d->state != PG_ACTIVE)
         return -1;
-    size_t off = (size_t)((char*)addr - pg_base(addr));
+    size_t off = (size_t)((char*)addr - pg_page_addr(d));
     if (off < d->start)
         return -1;
     size_t i = (off - d->start) / d->bsize;
@@ -881,7 +915,7 @@ void pg_clear(Vmalloc_t* vm, Pgstate_t* pg)
         Pgseg_t* info = pg_seginfo(seg);
         info->nactive = 0;
         for (size_t j = info->npages; j-- > 0;) {
-            Pgpage_t* d = pg_desc(info->first + j * PG_SIZE);
+            Pgpage_t* d = pg_desc(info->first, j);
             int dirty = d->dirty || d->state == PG_ACTIVE;
             d->vm = NULL;
             d->free = NULL;
@@ -938,7 +972,7 @@ void pg_stat_caches(Vmalloc_t* vm, Pgstate_t* pg, Vmstat_t* st)
 
 static inline Pgpage_t* pg_seg_page(const Pgseg_t* info, size_t j)
 {
-    return pg_desc(info->first + j * PG_SIZE);
+    return pg_desc(info->first, j);
 }
 
 void pg_stat_seg(Vmalloc_t* vm, Pgstate_t* pg, Vmseg_t* seg, Vmstat_t* st)
@@ -949,7 +983,7 @@ void pg_stat_seg(Vmalloc_t* vm, Pgstate_t* pg, Vmseg_t* seg, Vmstat_t* st)
     for (size_t j = 0; j < info->npages; ++j) {
         Pgpage_t* d = pg_seg_page(info, j);
         size_t room = d->state == PG_ACTIVE ? (size_t)(d->cap - d->used) * d->bsize
-                                            : PG_SIZE - PG_START;
+                                            : PG_SIZE - pg_start(info, j);
         if (d->state == PG_ACTIVE && d->used && d->bsize > st->m_busy)
             st->m_busy = d->bsize;
         if (room) {
@@ -1005,13 +1039,14 @@ int pg_check_seg(Vmalloc_t* vm, Pgstate_t* pg, Vmseg_t* seg, size_t* nused, size
     Pgseg_t* info = pg_seginfo(seg);
     int bad = 0;
     size_t active = 0;
-    if (!info || (char*)info != info->first + PG_SEGINFO || info->first < seg->addr ||
+    if (!info || (char*)info != info->first + PG_SEGINFO || info->seg != seg ||
+        info->first < seg->addr || info->npages > PG_MAXSEG ||
         info->first + info->npages * PG_SIZE > seg->end)
         return 1;
     for (size_t j = 0; j < info->npages; ++j) {
         char* P = info->first + j * PG_SIZE;
-        Pgpage_t* d = pg_desc(P);
-        if (pg_page_of(P + PG_START) != d || d->seg != seg) {
+        Pgpage_t* d = pg_desc(info->first, j);
+        if (pg_page_of(P + PG_SIZE - 1) != d || pg_page_addr(d) != P) {
             bad++;
             continue;
         }
@@ -1023,7 +1058,7 @@ int pg_check_seg(Vmalloc_t* vm, Pgstate_t* pg, Vmseg_t* seg, size_t* nused, size
         active++;
         unsigned k = d->cls;
         if (d->state != PG_ACTIVE || d->vm != vm || k >= PG_NCLASS || d->bsize != pg_csize[k] ||
-            d->start != (P == info->first ? PG_START0 : PG_START) ||
+            d->start != pg_start(info, j) ||
             d->cap != (PG_SIZE - d->start) / d->bsize || d->bump > d->cap ||
             d->nfree > d->bump || d->used != d->bump - d->nfree) {
             bad++;
@@ -1059,7 +1094,7 @@ int pg_check(Vmalloc_t* vm, Pgstate_t* pg)
     for (unsigned k = 0; k < PG_NCLASS; ++k) {
         n = 0;
         for (Pgpage_t* d = pg->partial[k]; d; d = d->next) {
-            if (++n > limit || !pg_page_of(pg_base(d) + PG_START) || d->vm != vm ||
+            if (++n > limit || pg_page_of(pg_page_addr(d)) != d || d->vm != vm ||
                 d->state != PG_ACTIVE || d->cls != k || !pg_has_room(d)) {
                 bad++;
                 break;
@@ -1074,7 +1109,7 @@ int pg_check(Vmalloc_t* vm, Pgstate_t* pg)
     for (int l = 0; l < 2; ++l) {
         n = 0;
         for (Pgpage_t* d = lists[l].head; d; d = d->next) {
-            if (++n > limit || !pg_page_of(pg_base(d) + PG_START) || d->state != PG_EMPTY ||
+            if (++n > limit || pg_page_of(pg_page_addr(d)) != d || d->state != PG_EMPTY ||
                 d->dirty != lists[l].dirty) {
                 bad++;
                 break;

@@ -39,15 +39,14 @@
 
 #include "../vmhdr.h"
 
-#define PG_SHIFT 16
+#define PG_SHIFT 15
 #define PG_SIZE ((size_t)1 << PG_SHIFT)
-#define PG_DESC 64 /* descriptor offset in a page (page 0: the Vmseg_t is before it) */
-#define PG_NCLASS 48
-#define PG_MAXSMALL ((size_t)4096)
+#define PG_NCLASS 40
+#define PG_MAXSMALL ((size_t)2048)
 
 #define SEG_PAGES 2u /* seg->mflags: a page segment (SEG_HUGE is 1, best.c) */
 
-#define PG_XFER 4 /* batches per class in a region's transfer cache */
+#define PG_XFER 2 /* batches per class in a region's transfer cache */
 
 typedef struct pg_page Pgpage_t;
 typedef struct pg_cache Pgcache_t;
