@@ -621,27 +621,48 @@ bad:
     return NULL;
 }
 
-/* Give the pages inside every free block back to the system (madvise):
- * what a program freed stops counting in its resident memory, and costs a
- * page fault when it is used again. Only for Vmdcsystem memory: a user's
- * buffer keeps its content. A block's first and last bytes (its header,
- * links and footer) stay. O(blocks) over the shared segments. */
+/* Give the pages inside a free block back to the system (madvise): what a
+ * program freed stops counting in its resident memory, and costs a page
+ * fault when used again. Only for Vmdcsystem memory (a user's buffer keeps
+ * its content). The block's header, links and footer stay. */
+static void best_purge_blk(Vmalloc_t* vm, Blk* b, size_t os)
+{
+    if (blk_size(b) < 2 * os + sizeof(Blk))
+        return;
+    Vmseg_t* seg = vm_seg_find(vm, b);
+    if (!seg || seg->disc != &vm_dc_system)
+        return;
+    char* from = vm_ptr_up((char*)b + sizeof(Blk), os);
+    char* to = (char*)((uintptr_t)((char*)b + blk_size(b) - sizeof(size_t)) & ~(os - 1));
+    if (to > from)
+        (void)vm_os_purge(from, (size_t)(to - from));
+}
+
+/* Purge every free block big enough to hold whole pages: the wilderness and
+ * the tree (bins hold blocks under a page or so). The tree is walked in
+ * order by Morris traversal, which threads and unthreads right pointers: no
+ * stack, the tree left as it was. O(free tree blocks). */
 static void best_purge(Vmalloc_t* vm)
 {
     Best_t* st = best_state(vm);
     size_t os = vm_os_pagesize();
-    for (size_t i = 0; i < vm->nsegs; ++i) {
-        Vmseg_t* seg = vm->segs[i];
-        if ((seg->mflags & (SEG_HUGE | SEG_PAGES)) || seg->disc != &vm_dc_system)
-            continue;
-        for (Blk* b = blk_at(seg->data); blk_size(b) != 0; b = blk_next(b)) {
-            if ((b->head & BUSY) || blk_size(b) < 2 * os + sizeof(Blk))
+    if (st->wild)
+        best_purge_blk(vm, st->wild, os);
+    for (Blk* t = st->tree; t;) {
+        Blk* pre = t->left;
+        if (pre) {
+            while (pre->right && pre->right != t)
+                pre = pre->right;
+            if (!pre->right) {
+                pre->right = t;
+                t = t->left;
                 continue;
-            char* from = vm_ptr_up((char*)b + sizeof(Blk), os);
-            char* to = (char*)((uintptr_t)((char*)b + blk_size(b) - sizeof(size_t)) & ~(os - 1));
-            if (to > from)
-                (void)vm_os_purge(from, (size_t)(to - from));
+            }
+            pre->right = NULL;
         }
+        for (Blk* c = t; c; c = c->next)
+            best_purge_blk(vm, c, os);
+        t = t->right;
     }
     st->dirty = 0;
     st->lastpurge = vm_os_now_ms();
@@ -669,7 +690,8 @@ static void best_maybe_purge(Vmalloc_t* vm, size_t freed)
     Best_t* st = best_state(vm);
     st->dirty += freed;
     size_t limit = vm->s_busy / 2 > BEST_DIRTYMIN ? vm->s_busy / 2 : BEST_DIRTYMIN;
-    if (st->dirty > limit || vm_os_now_ms() - st->lastpurge >= BEST_PURGE_MS) {
+    if (st->dirty > limit ||
+        (st->dirty > ((size_t)1 << 20) && vm_os_now_ms() - st->lastpurge >= BEST_PURGE_MS)) {
         best_purge(vm);
         pg_tick(vm, &st->pg);
     }
@@ -692,7 +714,7 @@ static int best_free(Vmalloc_t* vm, void* p)
     }
     size_t size = blk_size(b);
     best_free_blk(vm, b);
-    if (size >= BEST_BIG)
+    if (size >= BEST_SEGMIN / 2)
         best_release_if_empty(vm, vm_seg_find(vm, p));
     if (size >= 2 * vm_os_pagesize() && vm->disc == &vm_dc_system)
         best_maybe_purge(vm, size);

@@ -113,8 +113,8 @@ static inline unsigned pg_class(size_t n)
 
 static inline uint32_t pg_cache_max(unsigned k)
 {
-    uint32_t m = (uint32_t)((16u << 10) / pg_csize[k]);
-    return m < 8 ? 8 : m > 128 ? 128 : m;
+    uint32_t m = (uint32_t)((32u << 10) / pg_csize[k]);
+    return m < 8 ? 8 : m > 256 ? 256 : m;
 }
 
 /* ---- the page map: is an address in a page? ------------------------------ */
@@ -431,6 +431,7 @@ static void pg_retire(Vmalloc_t* vm, Pgstate_t* pg, Pgpage_t* d, int force)
     d->dirty = 1;
     pg_push(&pg->empty, &pg->emptytail, d);
     pg->ndirty++;
+    pg->retired++;
     Pgseg_t* info = pg_info_of(d);
     if (--info->nactive == 0 && pg->ndirty + pg->nclean >= info->npages + pg_dirty_limit(pg))
         pg_release(vm, pg, info->seg);
@@ -482,6 +483,7 @@ void pg_tick(Vmalloc_t* vm, Pgstate_t* pg)
     if (now - pg->lastpurge < PG_TICK_MS)
         return;
     pg->lastpurge = now;
+    pg->retired = 0;
     pg_xfer_drain(vm, pg);
     pg_purge_to(pg, 0);
     pg_release_empty(vm, pg);
@@ -537,10 +539,13 @@ static void pg_cache_drain(Vmalloc_t* vm, Pgstate_t* pg, Pgcache_t* c, unsigned 
     pg_bin_setn(bin, given < 0 ? 0 : pg_bin_n(bin) - (uint32_t)given);
 }
 
-/* More than half the pages empty: the program is giving memory back. Lists
- * then go to their pages at once, since a cached block holds its whole
- * page resident. */
-static inline int pg_shrinking(const Pgstate_t* pg) { return 2 * (pg->ndirty + pg->nclean) > pg->npages; }
+/* More pages emptied since the last timed purge than half the active ones:
+ * the program is giving memory back. Lists then go to their pages at once,
+ * since a cached block holds its whole page resident. */
+static inline int pg_shrinking(const Pgstate_t* pg)
+{
+    return 2 * pg->retired > pg->npages - pg->ndirty - pg->nclean;
+}
 
 /* Every list of the transfer cache back to the pages. Locked. */
 static void pg_xfer_drain(Vmalloc_t* vm, Pgstate_t* pg)

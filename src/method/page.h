@@ -67,6 +67,7 @@ typedef struct {
     Pgpage_t* emptytail;           /* the oldest: purged first */
     Pgpage_t* clean;               /* empty pages purged or never touched */
     size_t ndirty, nclean;
+    size_t retired;                /* pages emptied since the last timed purge */
     size_t npages;                 /* pages in all page segments */
     size_t nextseg;                /* pages in the next page segment */
     Pgcache_t* caches;             /* this region's thread caches */
