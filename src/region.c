@@ -214,7 +214,7 @@ static void* vm_resize_call(Vmalloc_t* vm, void* block, size_t size, int type, i
         (void)vmfree(vm, block);
         return NULL;
     }
-    if ((type & ~VM_RSMOVE) == VM_RSCOPY && vm_fast_ok(vm)) {
+    if ((type & ~VM_RSMOVE) == VM_RSCOPY && vm->meth->fastsizef && vm_fast_ok(vm)) {
         void* p = vm_resize_fast(vm, block, size);
         if (p)
             return p;

@@ -109,7 +109,11 @@ struct _vmethod_s {
      *   fastallocf  a block as allocf would give, or NULL: take the locked path;
      *   fastfreef   0 when freed, anything else: take the locked path (which
      *               validates again and reports);
-     *   fastsizef   sizef's answer for a busy block, or -1: ask sizef. */
+     *   fastsizef   sizef's answer for a busy block, or -1: ask sizef. With it,
+     *               the core may serve realloc-style resizes itself: in place
+     *               while the new size fits and is over half the old (or the
+     *               block is at most 128 bytes), else allocate, copy, free.
+     * fastallocf and fastfreef come together; fastsizef is optional. */
     void* (*fastallocf)(Vmalloc_t* vm, size_t size, size_t align);
     int (*fastfreef)(Vmalloc_t* vm, void* block);
     long (*fastsizef)(Vmalloc_t* vm, void* block);

@@ -598,9 +598,40 @@ static void pg_tc_setup(void) { (void)pthread_key_create(&pg_tc_key, pg_thread_e
 
 /* This thread's cache for vm, made if need be; NULL when the thread should
  * use the locked path (VM_TRUST, thread exiting, lock busy, no memory). */
+/* A new cache for vm, on the region's list; NULL if no memory. Locked or
+ * VM_TRUST. */
+static Pgcache_t* pg_cache_new(Vmalloc_t* vm, Pgstate_t* pg)
+{
+    size_t size = vm_align_up(sizeof(Pgcache_t), vm_os_pagesize());
+    Pgcache_t* c = vm_os_map(size);
+    if (!c)
+        return NULL;
+    c->mapsize = size;
+    c->pg = pg;
+    for (unsigned k = 0; k < PG_NCLASS; ++k)
+        c->bin[k].max = pg_cache_max(k);
+    c->rnext = pg->caches;
+    if (pg->caches)
+        pg->caches->rprev = c;
+    pg->caches = c;
+    __atomic_store_n(&c->vm, vm, __ATOMIC_RELEASE);
+    return c;
+}
+
+/* Under VM_TRUST one thread at a time uses the region: one cache, the
+ * region's own, serves them all (no thread-exit hand-back needed). */
+static Pgcache_t* pg_trust_cache(Vmalloc_t* vm, Pgstate_t* pg)
+{
+    if (!pg->trust)
+        pg->trust = pg_cache_new(vm, pg);
+    return pg->trust;
+}
+
 __attribute__((noinline)) static Pgcache_t* pg_cache_find(Vmalloc_t* vm, Pgstate_t* pg)
 {
-    if ((vm->flags & VM_TRUST) || pg_tls_state == 2)
+    if (vm->flags & VM_TRUST)
+        return pg_trust_cache(vm, pg);
+    if (pg_tls_state == 2)
         return NULL;
     Pgcache_t** pp = &pg_tls_first;
     for (Pgcache_t* c; (c = *pp) != NULL;) {
@@ -621,20 +652,10 @@ __attribute__((noinline)) static Pgcache_t* pg_cache_find(Vmalloc_t* vm, Pgstate
     (void)pthread_once(&pg_tc_once, pg_tc_setup);
     if (pthread_mutex_trylock(&vm_cache_lock) != 0)
         return NULL;
-    size_t size = vm_align_up(sizeof(Pgcache_t), vm_os_pagesize());
-    Pgcache_t* c = vm_os_map(size);
+    pthread_mutex_lock(&vm->lock);
+    Pgcache_t* c = pg_cache_new(vm, pg);
+    pthread_mutex_unlock(&vm->lock);
     if (c) {
-        c->mapsize = size;
-        c->pg = pg;
-        for (unsigned k = 0; k < PG_NCLASS; ++k)
-            c->bin[k].max = pg_cache_max(k);
-        pthread_mutex_lock(&vm->lock);
-        c->rnext = pg->caches;
-        if (pg->caches)
-            pg->caches->rprev = c;
-        pg->caches = c;
-        __atomic_store_n(&c->vm, vm, __ATOMIC_RELEASE);
-        pthread_mutex_unlock(&vm->lock);
         c->tnext = pg_tls_first;
         pg_tls_first = c;
         if (pg_tls_state == 0) {
@@ -729,9 +750,13 @@ void pg_close(Vmalloc_t* vm, Pgstate_t* pg)
     pthread_mutex_lock(&vm_cache_lock);
     for (Pgcache_t *c = pg->caches, *next; c; c = next) {
         next = c->rnext;
-        __atomic_store_n(&c->vm, NULL, __ATOMIC_RELEASE); /* its thread frees it */
+        if (c == pg->trust)
+            (void)vm_os_unmap(c, c->mapsize); /* in no thread's list */
+        else
+            __atomic_store_n(&c->vm, NULL, __ATOMIC_RELEASE); /* its thread frees it */
     }
     pg->caches = NULL;
+    pg->trust = NULL;
     pthread_mutex_unlock(&vm_cache_lock);
 }
 
@@ -742,31 +767,13 @@ static void pg_flush_mine(Vmalloc_t* vm, Pgstate_t* pg)
     for (Pgcache_t* c = pg_tls_first; c; c = c->tnext)
         if (pg_cache_vm(c) == vm)
             pg_cache_drain_all(vm, pg, c);
+    if (pg->trust)
+        pg_cache_drain_all(vm, pg, pg->trust);
     pg_xfer_drain(vm, pg);
 }
 
 /* ---- lock-free entry points ---------------------------------------------- */
 
-/* No cache: a VM_TRUST region (one thread at a time) is served from its
- * pages without a lock; any other goes to the locked path. */
-__attribute__((noinline)) static void* pg_alloc_nocache(Vmalloc_t* vm, Pgstate_t* pg, size_t size)
-{
-    if (!(vm->flags & VM_TRUST))
-        return NULL;
-    void* b = pg_alloc(vm, pg, size);
-    vm->fault = 0; /* the locked path tries again and reports */
-    return b;
-}
-
-__attribute__((noinline)) static int pg_free_nocache(Vmalloc_t* vm, Pgstate_t* pg, Pgpage_t* d,
-                                                     void* p)
-{
-    if (!(vm->flags & VM_TRUST) || pg_is_free(pg, p))
-        return 1;
-    pg_mark_free(pg, p, NULL);
-    pg_give(vm, pg, d, p);
-    return 0;
-}
 
 __attribute__((noinline)) static void* pg_alloc_damaged(Vmalloc_t* vm, Pgstate_t* pg,
                                                         Pgcache_t* c, unsigned k)
@@ -782,7 +789,7 @@ void* pg_fastallocf(Vmalloc_t* vm, size_t size, size_t align)
         return NULL;
     Pgcache_t* c = pg_cache(vm, pg);
     if (__builtin_expect(!c, 0))
-        return pg_alloc_nocache(vm, pg, size);
+        return NULL;
     unsigned k = pg_class(size);
     Pgbin_t* bin = &c->bin[k];
     void** b = bin->head;
@@ -810,7 +817,7 @@ int pg_fastfreef(Vmalloc_t* vm, void* p)
         return 1;
     Pgcache_t* c = pg_cache(vm, pg);
     if (__builtin_expect(!c, 0))
-        return pg_free_nocache(vm, pg, d, p);
+        return 1;
     /* A second free of a block is refused here (the locked path reports it). */
     if (__builtin_expect(pg_is_free(pg, p), 0))
         return 1;
@@ -907,9 +914,11 @@ void pg_clear(Vmalloc_t* vm, Pgstate_t* pg)
             pg_bin_setn(&c->bin[k], 0);
         }
     Pgcache_t* caches = pg->caches;
+    Pgcache_t* trust = pg->trust;
     size_t nextseg = pg->nextseg;
     memset(&pg->key, 0, sizeof *pg - offsetof(Pgstate_t, key)); /* on stays as it is */
     pg->caches = caches;
+    pg->trust = trust;
     pg->nextseg = nextseg;
     pg->key = vm_os_random();
     pg->lastpurge = vm_os_now_ms();

@@ -71,6 +71,7 @@ typedef struct {
     size_t npages;                 /* pages in all page segments */
     size_t nextseg;                /* pages in the next page segment */
     Pgcache_t* caches;             /* this region's thread caches */
+    Pgcache_t* trust;              /* the one cache of a VM_TRUST region, or NULL */
     uint64_t lastpurge;            /* ms: the last timed purge */
     size_t damaged;                /* cache lists found damaged (page.c): atomic */
     /* The transfer cache: whole lists a thread cache gave up, for the next

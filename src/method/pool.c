@@ -50,6 +50,8 @@ struct pool_seg_s {
 
 typedef struct pool_s {
     size_t bsize;     /* the block size; 0 until fixed */
+    uint64_t recip;   /* 2^44 / bsize + 1: offset / bsize by a multiply (offsets < 2^20 + ...) */
+    Poolseg_t* hint;  /* the segment of the last block freed or found: tried first */
     size_t balign;    /* its natural alignment */
     Poolseg_t* avail; /* segments that can give a block without growing */
     size_t segsize;   /* bytes to ask for the next segment */
@@ -165,8 +167,10 @@ static inline Poolseg_t* pool_seg(const Vmseg_t* seg)
 static void pool_fix(Vmalloc_t* vm, Pool_t* pl, size_t bsize)
 {
     pl->bsize = bsize;
+    pl->recip = (((uint64_t)1) << 44) / bsize + 1;
     pl->balign = pool_natural(bsize);
     pl->avail = NULL;
+    pl->hint = NULL;
     for (size_t i = vm->nsegs; i-- > 0;) {
         Poolseg_t* ps = pool_format(pl, vm->segs[i]);
         if (ps)
@@ -182,6 +186,7 @@ static void pool_unfix(Vmalloc_t* vm, Pool_t* pl)
         vm->segs[i]->mdata = NULL;
     }
     pl->bsize = pl->balign = 0;
+    pl->hint = NULL;
     pl->avail = NULL;
 }
 
@@ -242,6 +247,15 @@ static int pool_link_ok(const Pool_t* pl, const Poolseg_t* ps, const char* next)
 
 /* Hand out one block: from the first avail segment's free list, else its
  * next uncarved block, else a new segment. */
+/* d / bsize by a multiply: exact for d < 2^20 (segments stop at 1 MiB) and
+ * sizes below 2^24; a division otherwise. */
+static inline size_t pool_index(const Pool_t* pl, size_t d)
+{
+    if (d < ((size_t)1 << 20) && pl->bsize < ((size_t)1 << 24))
+        return (size_t)((d * pl->recip) >> 44);
+    return d / pl->bsize;
+}
+
 static void* pool_take(Vmalloc_t* vm, Pool_t* pl)
 {
     Poolseg_t* ps = pl->avail;
@@ -251,7 +265,7 @@ static void* pool_take(Vmalloc_t* vm, Pool_t* pl)
     size_t i;
     if (ps->free) {
         b = ps->free;
-        i = (size_t)(b - ps->first) / pl->bsize;
+        i = pool_index(pl, (size_t)(b - ps->first));
         void* next = pool_link(b);
         pool_setbit(ps, i);
         ps->free = next;
@@ -277,16 +291,23 @@ static void* pool_take(Vmalloc_t* vm, Pool_t* pl)
 static Poolseg_t* pool_owner(Vmalloc_t* vm, const void* addr, size_t* idx, size_t* off)
 {
     Pool_t* pl = pool_state(vm);
-    Vmseg_t* seg = vm_seg_find(vm, addr);
-    Poolseg_t* ps = seg ? pool_seg(seg) : NULL;
-    if (!ps || (const char*)addr < ps->first)
-        return NULL;
+    Poolseg_t* ps = pl->hint;
+    /* Blocks freed together mostly share a segment: one compare instead of a
+     * search of the segment table. */
+    if (!ps || (const char*)addr < ps->first ||
+        (const char*)addr >= ps->first + ps->nblocks * pl->bsize) {
+        Vmseg_t* seg = vm_seg_find(vm, addr);
+        ps = seg ? pool_seg(seg) : NULL;
+        if (!ps || (const char*)addr < ps->first)
+            return NULL;
+        pl->hint = ps;
+    }
     size_t d = (size_t)((const char*)addr - ps->first);
-    size_t i = d / pl->bsize;
+    size_t i = pool_index(pl, d);
     if (i >= ps->carved)
         return NULL;
     *idx = i;
-    *off = d % pl->bsize;
+    *off = d - i * pl->bsize;
     return ps;
 }
 
@@ -394,6 +415,7 @@ static int pool_clear(Vmalloc_t* vm)
 static int pool_compact(Vmalloc_t* vm)
 {
     Pool_t* pl = pool_state(vm);
+    pl->hint = NULL; /* its segment may go */
     for (size_t i = vm->nsegs; i-- > 0;) {
         Vmseg_t* seg = vm->segs[i];
         Poolseg_t* ps = pool_seg(seg);
@@ -539,6 +561,31 @@ static int pool_check(Vmalloc_t* vm)
     return bad;
 }
 
+/* The lock-free paths: under VM_TRUST (one thread at a time, so no lock is
+ * needed) the core's locked path adds only bookkeeping; these skip it. A
+ * request the pool would refuse, or one that needs a new segment, goes to
+ * the locked path, which reports it. */
+static void* pool_fast_alloc(Vmalloc_t* vm, size_t size, size_t align)
+{
+    Pool_t* pl = pool_state(vm);
+    if (!(vm->flags & VM_TRUST) || pool_round(size) != pl->bsize || align > pl->balign ||
+        !pl->avail)
+        return NULL;
+    void* b = pool_take(vm, pl);
+    vm->fault = 0;
+    return b;
+}
+
+static int pool_fast_free(Vmalloc_t* vm, void* block)
+{
+    if (!(vm->flags & VM_TRUST) || !pool_state(vm)->bsize)
+        return 1;
+    size_t i;
+    if (!pool_busy(vm, block, &i))
+        return 1;
+    return pool_free(vm, block);
+}
+
 Vmethod_t vm_pool_method = {
     .name = "pool",
     .id = VM_MTPOOL,
@@ -554,6 +601,8 @@ Vmethod_t vm_pool_method = {
     .statf = pool_stat,
     .walkf = pool_walk,
     .checkf = pool_check,
+    .fastallocf = pool_fast_alloc,
+    .fastfreef = pool_fast_free,
 };
 
 Vmethod_t* Vmpool = &vm_pool_method;
