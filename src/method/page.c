@@ -60,11 +60,12 @@ struct pg_page {
     Vmalloc_t* vm;         /* owner while active; NULL while empty */
     void* free;            /* blocks given back, linked through word 0 */
     Pgpage_t *next, *prev; /* in partial[cls], or in the dirty or clean list */
+    Pgcache_t* owner;      /* the cache that carves from it (then on no partial list) */
     uint32_t bsize, recip; /* class size; 2^32 / bsize + 1 (exact division below 2^16) */
     uint16_t cls, cap, start, used, nfree;
     uint16_t bump;         /* written under the lock, read by the fast free: atomic */
     uint8_t state, dirty;
-    char pad[64 - 54];     /* 64 bytes: a page's index is its descriptor's */
+    char pad[64 - 62];     /* 64 bytes: a page's index is its descriptor's */
 };
 
 /* A page segment's counters, at page 0 + PG_SEGINFO; its pages' descriptors
@@ -89,6 +90,9 @@ struct pg_cache {
     Pgcache_t *rnext, *rprev; /* the region's caches */
     size_t mapsize;
     Pgbin_t bin[PG_NCLASS];
+    /* The page of each class this cache refills from (region lock): threads
+     * carve from different pages, so their blocks share no cache line. */
+    Pgpage_t* own[PG_NCLASS];
 };
 
 _Static_assert(sizeof(Pgpage_t) == 64, "a page descriptor is 64 bytes");
@@ -438,11 +442,49 @@ static void pg_retire(Vmalloc_t* vm, Pgstate_t* pg, Pgpage_t* d, int force)
     pg_purge_to(pg, pg_dirty_limit(pg));
 }
 
-/* A block of class k out of its pages (bump blocks are not keyed), or NULL
- * with the fault recorded. Counted busy. */
-static void* pg_take(Vmalloc_t* vm, Pgstate_t* pg, unsigned k)
+/* The page cache c refills class k from: its own while it has room, else
+ * one from the partial list (or a new one), made its own; the full one it
+ * leaves returns to the partial list when a block of it is freed. */
+static Pgpage_t* pg_page_for(Vmalloc_t* vm, Pgstate_t* pg, Pgcache_t* c, unsigned k)
 {
-    Pgpage_t* d = pg->partial[k];
+    Pgpage_t* d = c->own[k];
+    if (d && pg_has_room(d))
+        return d;
+    if (d) {
+        d->owner = NULL;
+        c->own[k] = NULL;
+    }
+    d = pg->partial[k];
+    if (!d && !(d = pg_assign(vm, pg, k)))
+        return NULL;
+    pg_unlink(&pg->partial[k], NULL, d);
+    d->owner = c;
+    c->own[k] = d;
+    return d;
+}
+
+/* c gives up its pages (thread exit, vmcompact): to the partial lists, or
+ * back to the empty pages. Locked. */
+static void pg_disown(Vmalloc_t* vm, Pgstate_t* pg, Pgcache_t* c)
+{
+    for (unsigned k = 0; k < PG_NCLASS; ++k) {
+        Pgpage_t* d = c->own[k];
+        if (!d)
+            continue;
+        c->own[k] = NULL;
+        d->owner = NULL;
+        if (pg_has_room(d) || d->used == 0)
+            pg_push(&pg->partial[k], NULL, d);
+        if (d->used == 0)
+            pg_retire(vm, pg, d, 0);
+    }
+}
+
+/* A block of class k out of its pages (bump blocks are not keyed), for cache
+ * c or (NULL) for the locked path; NULL with the fault recorded. Counted busy. */
+static void* pg_take(Vmalloc_t* vm, Pgstate_t* pg, unsigned k, Pgcache_t* c)
+{
+    Pgpage_t* d = c ? pg_page_for(vm, pg, c, k) : pg->partial[k];
     if (!d && !(d = pg_assign(vm, pg, k)))
         return NULL;
     void* b = d->free;
@@ -454,7 +496,7 @@ static void* pg_take(Vmalloc_t* vm, Pgstate_t* pg, unsigned k)
         __atomic_store_n(&d->bump, (uint16_t)(d->bump + 1), __ATOMIC_RELAXED);
     }
     d->used++;
-    if (!pg_has_room(d))
+    if (!pg_has_room(d) && !d->owner)
         pg_unlink(&pg->partial[k], NULL, d);
     vm_busy_add(vm, d->bsize);
     return b;
@@ -469,6 +511,8 @@ static void pg_give(Vmalloc_t* vm, Pgstate_t* pg, Pgpage_t* d, void* b)
     d->nfree++;
     d->used--;
     vm_busy_sub(vm, d->bsize);
+    if (d->owner) /* its cache's: stays with it, empty or not */
+        return;
     if (full)
         pg_push(&pg->partial[d->cls], NULL, d);
     if (d->used == 0)
@@ -579,6 +623,7 @@ static void pg_thread_exit(void* arg)
             Pgstate_t* pg = c->pg;
             pthread_mutex_lock(&vm->lock);
             pg_cache_drain_all(vm, pg, c);
+            pg_disown(vm, pg, c);
             if (c->rprev)
                 c->rprev->rnext = c->rnext;
             else
@@ -682,7 +727,15 @@ __attribute__((noinline)) static void* pg_refill(Vmalloc_t* vm, Pgstate_t* pg, P
     uint32_t want = bin->max / 2;
     void* got;
     pthread_mutex_lock(&vm->lock);
-    if (pg->nxfer[k] > 0) { /* a whole list another flush left */
+    if (pg->nxfer[k] > 0) { /* a whole list a flush left: this cache's own first */
+        unsigned i = pg->nxfer[k] - 1;
+        for (unsigned j = 0; j < i; ++j)
+            if (pg->xfer[k][j].from == c) {
+                Pgbatch_t t = pg->xfer[k][j];
+                pg->xfer[k][j] = pg->xfer[k][i];
+                pg->xfer[k][i] = t;
+                break;
+            }
         Pgbatch_t* x = &pg->xfer[k][--pg->nxfer[k]];
         void** b = x->head;
         x->head = NULL;
@@ -696,10 +749,10 @@ __attribute__((noinline)) static void* pg_refill(Vmalloc_t* vm, Pgstate_t* pg, P
         ((uint64_t*)b)[1] = 0;
         return b;
     }
-    got = pg_take(vm, pg, k);
+    got = pg_take(vm, pg, k, c);
     uint32_t n = 0;
     while (got && n + 1 < want) {
-        void* b = pg_take(vm, pg, k);
+        void* b = pg_take(vm, pg, k, c);
         if (!b)
             break;
         pg_mark_free(pg, b, bin->head);
@@ -730,6 +783,7 @@ __attribute__((noinline)) static void pg_flush(Vmalloc_t* vm, Pgstate_t* pg, Pgc
         Pgbatch_t* x = &pg->xfer[k][pg->nxfer[k]++];
         x->head = bin->head;
         x->n = pg_bin_n(bin);
+        x->from = c;
         bin->head = NULL;
         pg_bin_setn(bin, 0);
     } else
@@ -852,7 +906,7 @@ void pg_init(Vmalloc_t* vm, Pgstate_t* pg)
 
 void* pg_alloc(Vmalloc_t* vm, Pgstate_t* pg, size_t size)
 {
-    void* b = pg_take(vm, pg, pg_class(size));
+    void* b = pg_take(vm, pg, pg_class(size), NULL);
     if (b)
         ((uint64_t*)b)[1] = 0;
     return b;
@@ -912,6 +966,7 @@ void pg_clear(Vmalloc_t* vm, Pgstate_t* pg)
         for (unsigned k = 0; k < PG_NCLASS; ++k) {
             c->bin[k].head = NULL;
             pg_bin_setn(&c->bin[k], 0);
+            c->own[k] = NULL;
         }
     Pgcache_t* caches = pg->caches;
     Pgcache_t* trust = pg->trust;
@@ -933,6 +988,7 @@ void pg_clear(Vmalloc_t* vm, Pgstate_t* pg)
             int dirty = d->dirty || d->state == PG_ACTIVE;
             d->vm = NULL;
             d->free = NULL;
+            d->owner = NULL;
             d->state = PG_EMPTY;
             d->dirty = (uint8_t)dirty;
             if (dirty) {
@@ -950,6 +1006,8 @@ void pg_clear(Vmalloc_t* vm, Pgstate_t* pg)
 void pg_compact(Vmalloc_t* vm, Pgstate_t* pg)
 {
     pg_flush_mine(vm, pg);
+    for (Pgcache_t* c = pg->caches; c; c = c->rnext) /* own[] is read under the lock only */
+        pg_disown(vm, pg, c);
     for (unsigned k = 0; k < PG_NCLASS; ++k) {
         Pgpage_t* d = pg->partial[k];
         while (d) {
@@ -1109,7 +1167,7 @@ int pg_check(Vmalloc_t* vm, Pgstate_t* pg)
         n = 0;
         for (Pgpage_t* d = pg->partial[k]; d; d = d->next) {
             if (++n > limit || pg_page_of(pg_page_addr(d)) != d || d->vm != vm ||
-                d->state != PG_ACTIVE || d->cls != k || !pg_has_room(d)) {
+                d->state != PG_ACTIVE || d->cls != k || !pg_has_room(d) || d->owner) {
                 bad++;
                 break;
             }

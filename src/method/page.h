@@ -55,6 +55,7 @@ typedef struct pg_cache Pgcache_t;
 typedef struct {
     void* head;
     uint32_t n;
+    const void* from; /* the cache that gave it: it takes its own back first */
 } Pgbatch_t;
 
 /* The layer's state, part of Vmbest's region state; guarded by the region
