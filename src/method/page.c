@@ -1,46 +1,54 @@
 /*
- * method/page.c — Vmbest's small blocks: size classes in 64 KiB pages, and
+ * method/page.c — Vmbest's small blocks: size classes in 32 KiB pages, and
  * per-thread caches so that malloc/free of small sizes take no lock.
  *
  * Algorithm (the glossary is page.h).
- *   - A request of at most PG_MAXSMALL bytes is rounded up to its class (48
- *     classes; waste <= 12.5% above 256 bytes, < 16 bytes below) and served
- *     from a page holding only blocks of that class, with no per-block
- *     header. The page is found from a block's address by masking; whether
- *     the address is in a page at all is one byte in a process-wide map
- *     (two levels: 2^15 pointers, leaves of 2^16 bytes made on demand), so a
- *     foreign pointer is recognised in O(1) without touching its memory.
+ *   - A request of at most PG_MAXSMALL (2 KiB) is rounded up to its class
+ *     (40 classes; waste <= 12.5% above 256 bytes, < 16 bytes below) and
+ *     served from a page holding only blocks of that class, with no
+ *     per-block header. Whether an address is in a page at all, and which
+ *     page of its segment, is one byte in a process-wide map (two levels:
+ *     2^15 pointers, leaves of 2^17 bytes made on demand), so a foreign
+ *     pointer is recognised in O(1) without touching its memory; the page's
+ *     descriptor is then in its segment's first page.
  *   - Each thread has, per region, a cache: a LIFO list per class of at most
  *     max blocks. malloc pops from it, free pushes onto it, both without a
- *     lock or an atomic instruction. An empty list is refilled, an overfull
- *     one half flushed, in one batch under the region lock ("central" pages:
- *     a free list per page plus never-used blocks carved in address order).
- *     A free from another thread goes to the freeing thread's cache, and from
- *     there back to the block's page: no page is owned by a thread. A thread
- *     that exits gives its caches back (a pthread key destructor).
- *   - A page whose blocks are all back is given back to the region's lists
- *     of empty pages (dirty: touched since its last purge; clean). Dirty
- *     pages beyond max(32 MiB, half the active pages) are purged at once
- *     (madvise): a program that frees a peak drops to about that much over
- *     its live data without waiting, while one that frees and refills its
- *     memory in a loop does not fault its pages in again each time. The rest
- *     is purged, and wholly empty page segments go back to the discipline,
- *     at the first slow-path call a second after the last purge, and at
- *     vmcompact; a segment also goes back at once when the empty pages left
- *     elsewhere exceed the limit.
+ *     lock or an atomic instruction. An empty list is refilled with max/2
+ *     blocks from the cache's own page of that class (threads carve from
+ *     different pages, so their blocks share no cache line), or with a
+ *     whole list from the region's transfer cache; an overfull list goes
+ *     there whole, or half of it back to its pages — all under the region
+ *     lock. A free from another thread goes to the freeing thread's cache,
+ *     and from there to the transfer cache or the block's page. A thread
+ *     that exits gives its caches and pages back (a pthread key destructor).
+ *     A VM_TRUST region (one thread at a time) has one cache of its own.
+ *   - A page whose blocks are all back joins the region's empty pages
+ *     (dirty: touched since its last purge; clean). Dirty pages beyond
+ *     max(32 MiB, half the active pages) are purged at once (madvise): a
+ *     program that frees a peak drops to about that much over its live data
+ *     without waiting, while one that frees and refills its memory in a loop
+ *     does not fault its pages in again each time. The rest is purged, and
+ *     wholly empty page segments go back to the discipline, at the first
+ *     slow-path call a second after the last purge, and at vmcompact; a
+ *     segment also goes back at once when the empty pages left elsewhere
+ *     exceed the limit. While pages empty faster than that (a shrinking
+ *     phase), cache lists go straight back to their pages: a cached block
+ *     keeps its whole page resident.
  *
  * Bounds. malloc/free: O(1) with no lock while the thread's list has a block
- * or room; a refill or flush moves max/2 blocks under the lock, O(max/2).
- * Page lookup: two dependent loads. Space: 0 header bytes per block; 128
- * bytes per page (192 in a segment's first page); a cache holds at most
- * max(8, min(256, 32 KiB / size)) blocks per class.
+ * or room; a refill moves max/2 blocks, a flush a whole list in O(1) (or
+ * max/2 blocks), under the lock. Page lookup: two dependent loads. Space: 0
+ * header bytes per block; 64 bytes per page and ~128 per segment, in the
+ * segment's first OS page; a cache holds at most max(8, min(256, 32 KiB /
+ * size)) blocks per class, the transfer cache two such lists per class.
  *
- * Locking. Page lists, page descriptors and the region's cache list are
- * guarded by the region lock. A cache's lists belong to its thread; other
- * threads read only its counts (relaxed atomics) for vmstat, and vmclear
- * empties them (clearing a region while other threads use it is an error).
- * vm_cache_lock (the core's) guards the creation and death of caches; it is taken before a
- * region lock, never after (a thread holding a region lock only tries it).
+ * Locking. Page lists, page descriptors, the transfer cache, the caches'
+ * own pages and the region's cache list are guarded by the region lock. A
+ * cache's lists belong to its thread; other threads read only its counts
+ * (relaxed atomics) for vmstat, and vmclear empties them (clearing a region
+ * while other threads use it is an error). vm_cache_lock (the core's) guards
+ * the creation and death of caches; it is taken before a region lock, never
+ * after (a thread holding a region lock only tries it).
  */
 #include "page.h"
 

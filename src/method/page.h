@@ -1,38 +1,41 @@
 /*
  * method/page.h — the small-block layer of Vmbest: size classes served from
- * 64 KiB pages of one class, with per-thread caches in front (page.c).
+ * 32 KiB pages of one class, with per-thread caches in front (page.c).
  *
  * Glossary (all sizes in bytes; P is a page's address, a multiple of PG_SIZE)
  *   class        one of PG_NCLASS block sizes, 16 .. PG_MAXSMALL: steps of 16
  *                up to 256, then 8 steps per doubling, so a request is never
  *                rounded up by more than 12.5% above 256 bytes.
- *   page         PG_SIZE bytes at P inside a page segment. Its descriptor sits
- *                at P + PG_DESC; its blocks at P + start + i * bsize for
- *                0 <= i < cap. No block has a header: the page is found from
- *                a block's address by masking, and "is this address in a
- *                page at all" is a byte in a process-wide map (page.c).
+ *   page segment a discipline segment of up to 60 pages, aligned to PG_SIZE
+ *                (Vmdcsystem's aligned twin gives them). Its first page
+ *                starts with the Vmseg_t, the segment's counters and a 64-byte
+ *                descriptor per page, all in its first OS page.
+ *   page         PG_SIZE bytes at P, blocks of one class at
+ *                P + start + i * bsize for 0 <= i < cap (start > 0 only in a
+ *                segment's first page). No block has a header: the process-
+ *                wide page map gives, for any address, 0 (no page) or 1 + the
+ *                page's index in its segment, hence its descriptor.
  *                  bump  = blocks ever carved from the page (never-used ones
  *                          follow them)
  *                  used  = bump - nfree = blocks out of the page (with users
- *                          or in thread caches)
- *                  a page is in its class's partial list iff it is assigned
- *                  and (nfree > 0 or bump < cap); in the empty list iff
- *                  used == 0 and it was given back (then assigned to none).
- *   key          a free block (in a page's free list or in a thread cache)
- *                holds its next pointer in word 0 and pg_key(p) in word 1. A
- *                busy block has word 1 cleared when it is handed out, so a
- *                second free of the same block is caught in O(1) (the user
- *                would have to write the region's secret there to fool it).
- *                A cache list checks each block's key again when it hands
- *                it out: a write after free that broke it drops the list
- *                (a bounded leak) instead of handing a block out twice.
- *   page segment a discipline segment made of pages (seg->mflags & SEG_PAGES),
- *                aligned to PG_SIZE (Vmdcsystem's aligned twin gives them); page 0 also
- *                holds the Vmseg_t and the segment's counters.
+ *                          or in caches)
+ *                  a page is active (has a class) or empty (on the dirty or
+ *                  the clean list, used == 0). An active page is either
+ *                  owned by a cache, which refills from it, or on its class's
+ *                  partial list iff nfree > 0 or bump < cap.
+ *   key          a free block (in a page's free list or in a cache) holds its
+ *                next pointer in word 0 and pg_key(p) in word 1. A busy block
+ *                has word 1 cleared when it is handed out, so a second free
+ *                of the same block is caught in O(1) (the user would have to
+ *                write the region's secret there to fool it). A cache list
+ *                checks each block's key again when it hands it out: a write
+ *                after free that broke it drops the list (a bounded leak)
+ *                instead of handing a block out twice.
  *   thread cache per (thread, region): a LIFO list per class, bounded; the
  *                fast path pops and pushes there with no lock. Blocks in a
- *                cache are "out of the page", so they count as busy in the
- *                core's accounting until vmstat subtracts them.
+ *                cache (or in the region's transfer cache) are "out of the
+ *                page", so they count as busy in the core's accounting until
+ *                vmstat subtracts them.
  */
 #ifndef VM_PAGE_H
 #define VM_PAGE_H
