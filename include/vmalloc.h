@@ -58,8 +58,9 @@ struct _vmstat_s {
     int mode;              /* the region's method (VM_MT*) and flags */
 };
 
-/* Methods. Vmdebug and Vmprofile arrive with their own issue; until then they
- * are NULL and vmopen() refuses them with EINVAL. */
+/* Methods. Vmdebug: best fit with error detection (guard bytes, a quarantine
+ * of freed blocks, watched addresses; reports on standard error in the
+ * paper's format). Vmprofile: best fit with per-call-site accounting. */
 extern Vmethod_t *Vmbest, *Vmpool, *Vmlast, *Vmdebug, *Vmprofile;
 
 /* Disciplines. */
@@ -75,7 +76,9 @@ extern Vmalloc_t* Vmregion; /* where malloc() and friends go; Vmheap unless set 
 #define VM_TRACE 0x0002   /* write a trace line per call to the vmtrace() descriptor */
 #define VM_DBCHECK 0x0004 /* Vmdebug: check the whole region at every call */
 #define VM_DBABORT 0x0008 /* Vmdebug: abort on the first error */
-#define VM_FLAGS (VM_TRUST | VM_TRACE | VM_DBCHECK | VM_DBABORT)
+#define VM_DBGUARD 0x0010 /* Vmdebug, at vmopen: each block ends its own pages, before an
+                             inaccessible page; freed blocks' pages made inaccessible */
+#define VM_FLAGS (VM_TRUST | VM_TRACE | VM_DBCHECK | VM_DBABORT | VM_DBGUARD)
 
 /* The method part of Vmstat_t.mode. */
 #define VM_MTBEST 0x0100

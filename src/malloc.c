@@ -31,15 +31,16 @@ typedef struct mal_option_s {
     const char* doc;
 } Mal_option_t;
 
-enum { OPT_METHOD, OPT_TRACE, OPT_DEBUG, OPT_ABORT, OPT_CHECK, OPT_WATCH, OPT_PROFILE, OPT_WARN };
+enum { OPT_METHOD, OPT_TRACE, OPT_DEBUG, OPT_ABORT, OPT_CHECK, OPT_WATCH, OPT_GUARD, OPT_PROFILE, OPT_WARN };
 
 static const Mal_option_t mal_options[] = {
     [OPT_METHOD] = {"method", "VMETHOD", 1, "method of the malloc region: best, last, pool, debug, profile"},
     [OPT_TRACE] = {"trace", "VMTRACE", 1, "write a trace line per call to this path (%p: the process id)"},
-    [OPT_DEBUG] = {"debug", "VMDEBUG", 0, "select Vmdebug (VMDEBUG=1[,addr,...][,a])"},
+    [OPT_DEBUG] = {"debug", "VMDEBUG", 0, "select Vmdebug (VMDEBUG=1[,addr,...][,a][,c][,cN][,g])"},
     [OPT_ABORT] = {"abort", NULL, 0, "Vmdebug: abort at the first error"},
-    [OPT_CHECK] = {"check", NULL, 0, "Vmdebug: check the whole heap at every call"},
+    [OPT_CHECK] = {"check", NULL, 0, "Vmdebug: check the whole heap at every call (check=N: every Nth)"},
     [OPT_WATCH] = {"watch", NULL, 1, "Vmdebug: report calls that meet this address"},
+    [OPT_GUARD] = {"guard", NULL, 0, "Vmdebug: every block on its own pages before an inaccessible page"},
     [OPT_PROFILE] = {"profile", "VMPROFILE", 1, "select Vmprofile; write the profile to this path at exit"},
     [OPT_WARN] = {"warn", NULL, 1, "where vmalloc's warnings go (default: standard error)"},
 };
@@ -188,6 +189,106 @@ static void mal_fork_child(void)
         vm_os_close(vmtrace(fd));
 }
 
+/* The profile path of VMPROFILE (with %p), written at exit; empty: none. */
+static char mal_profile_path[4096];
+
+/* A number: decimal, or hex after 0x; 0 if none. */
+static uintptr_t mal_number(const char* s, size_t n)
+{
+    uintptr_t v = 0;
+    int hex = n > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X');
+    for (size_t i = hex ? 2 : 0; i < n; ++i) {
+        char c = s[i];
+        int d = c >= '0' && c <= '9' ? c - '0'
+              : hex && c >= 'a' && c <= 'f' ? c - 'a' + 10
+              : hex && c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        if (d < 0)
+            return 0;
+        v = v * (hex ? 16 : 10) + (uintptr_t)d;
+    }
+    return v;
+}
+
+/* Vmdebug for the malloc region. VMDEBUG's list after its first item:
+ * addresses to watch, "a" abort at the first error, "c" check the heap at
+ * every call, "cN" every Nth call, "g" guard pages. */
+static void mal_debug(const Mal_settings_t* st)
+{
+    int flags = st->value[OPT_ABORT] ? VM_DBABORT : 0;
+    unsigned period = 0;
+    uintptr_t watch[32];
+    int nwatch = 0;
+    if (st->value[OPT_GUARD])
+        flags |= VM_DBGUARD;
+    if (st->value[OPT_CHECK])
+        period = st->len[OPT_CHECK] ? (unsigned)mal_number(st->value[OPT_CHECK], st->len[OPT_CHECK]) : 1;
+    if (st->value[OPT_WATCH] && nwatch < 32)
+        watch[nwatch++] = mal_number(st->value[OPT_WATCH], st->len[OPT_WATCH]);
+    const char* s = st->value[OPT_DEBUG];
+    const char* end = s ? s + st->len[OPT_DEBUG] : NULL;
+    for (int first = 1; s && s < end; first = 0) {
+        const char* e = s;
+        while (e < end && *e != ',')
+            ++e;
+        size_t n = (size_t)(e - s);
+        if (first)
+            ; /* "1": Vmdebug on */
+        else if (n == 1 && s[0] == 'a')
+            flags |= VM_DBABORT;
+        else if (n == 1 && s[0] == 'g')
+            flags |= VM_DBGUARD;
+        else if (n >= 1 && s[0] == 'c')
+            period = n == 1 ? 1 : (unsigned)mal_number(s + 1, n - 1);
+        else if (n && nwatch < 32)
+            watch[nwatch++] = mal_number(s, n);
+        s = e < end ? e + 1 : e;
+    }
+    Vmalloc_t* vm = vmopen(Vmdcsystem, Vmdebug, flags);
+    if (!vm) {
+        mal_warn("cannot open the debug region: using Vmbest", "", "");
+        return;
+    }
+    for (int i = 0; i < nwatch; ++i)
+        if (watch[i])
+            (void)vmdbwatch(vm, (void*)watch[i]);
+    if (period == 1)
+        (void)vmset(vm, VM_DBCHECK, 1);
+    else
+        vm_debug_period(vm, period);
+    Vmregion = vm;
+}
+
+/* Vmprofile for the malloc region; the profile goes to path at exit. */
+static void mal_profile(const char* path, size_t n)
+{
+    Vmalloc_t* vm = vmopen(Vmdcsystem, Vmprofile, 0);
+    if (!vm) {
+        mal_warn("cannot open the profile region: using Vmbest", "", "");
+        return;
+    }
+    if (path && n && n < sizeof mal_profile_path) {
+        memcpy(mal_profile_path, path, n);
+        mal_profile_path[n] = 0;
+    }
+    Vmregion = vm;
+}
+
+/* At exit, after the program's own destructors: the profile of VMPROFILE. */
+__attribute__((destructor)) static void mal_at_exit(void)
+{
+    if (!mal_profile_path[0])
+        return;
+    char path[4200];
+    int fd = vm_os_open_trunc(mal_path(mal_profile_path, path, sizeof path));
+    if (fd < 0) {
+        mal_warn("profile: cannot open ", path, "");
+        return;
+    }
+    if (vmprofile(NULL, fd) < 0)
+        mal_warn("profile: cannot write ", path, "");
+    vm_os_close(fd);
+}
+
 /* Read the environment and set Vmregion up. Allocates nothing. */
 static void mal_configure(void)
 {
@@ -204,12 +305,16 @@ static void mal_configure(void)
         if (fd >= 0)
             mal_warn_fd = fd;
     }
-    /* Vmdebug and Vmprofile are another issue's: say so once, keep Vmbest. */
-    if (st.value[OPT_DEBUG] || st.value[OPT_ABORT] || st.value[OPT_CHECK] || st.value[OPT_WATCH])
-        mal_warn("Vmdebug is not available yet: debug settings ignored, using Vmbest", "", "");
-    if (st.value[OPT_PROFILE])
-        mal_warn("Vmprofile is not available yet: profile setting ignored, using Vmbest", "", "");
-    if (st.value[OPT_METHOD]) {
+    /* Debug settings select Vmdebug; a profile path, Vmprofile (debug wins). */
+    int debug = st.value[OPT_DEBUG] || st.value[OPT_ABORT] || st.value[OPT_CHECK] ||
+                st.value[OPT_WATCH] || st.value[OPT_GUARD];
+    if (debug) {
+        if (st.value[OPT_PROFILE])
+            mal_warn("Vmdebug and Vmprofile both asked for: using Vmdebug, no profile", "", "");
+        mal_debug(&st);
+    } else if (st.value[OPT_PROFILE])
+        mal_profile(st.value[OPT_PROFILE], st.len[OPT_PROFILE]);
+    if (st.value[OPT_METHOD] && !debug && !st.value[OPT_PROFILE]) {
         const char* name = mal_method_name(st.value[OPT_METHOD], st.len[OPT_METHOD]);
         Vmethod_t* meth = NULL;
         if (!name) {
@@ -222,10 +327,10 @@ static void mal_configure(void)
             meth = Vmlast;
         else if (strcmp(name, "pool") == 0)
             meth = Vmpool;
-        else if (strcmp(name, "debug") == 0 || strcmp(name, "profile") == 0) {
-            if (!st.value[OPT_DEBUG] && !st.value[OPT_PROFILE])
-                mal_warn("method ", name, " is not available yet: using Vmbest");
-        }
+        else if (strcmp(name, "debug") == 0)
+            mal_debug(&st);
+        else if (strcmp(name, "profile") == 0)
+            mal_profile(NULL, 0);
         if (meth) {
             Vmalloc_t* vm = vmopen(Vmdcsystem, meth, 0);
             if (vm)
@@ -315,7 +420,15 @@ void* malloc(size_t n)
         if (p)
             return p;
     }
+    vm_caller_here(__builtin_return_address(0));
     return mal_alloc(vm, n);
+}
+
+/* Methods whose moves keep malloc's alignment, and that take any size. */
+static inline int mal_bestlike(const Vmalloc_t* vm)
+{
+    return vm->meth == &vm_best_method || vm->meth == &vm_debug_method ||
+           vm->meth == &vm_profile_method;
 }
 
 void free(void* p)
@@ -328,9 +441,17 @@ void free(void* p)
     vm_fl_take(&file, &line); /* for whichever region owns p */
     if (!p)
         return;
+    vm_caller_here(__builtin_return_address(0));
     int e = errno;
     if (file)
         _vmflinfo(file, line);
+    if (vm->meth == &vm_debug_method) {
+        /* Vmdebug reports what it does not own: ask the others first. */
+        Vmalloc_t* r = vmregion(p);
+        (void)vmfree(r && r != vm ? r : vm, p);
+        errno = e;
+        return;
+    }
     if (vm_free_quiet(vm, p) < 0) {
         /* Another region's block, or nobody's (then it is left alone). */
         Vmalloc_t* r = vmregion(p);
@@ -345,6 +466,7 @@ void free(void* p)
 
 void* calloc(size_t n, size_t m)
 {
+    vm_caller_here(__builtin_return_address(0));
     size_t size;
     if (__builtin_mul_overflow(n, m, &size)) {
         vm_fl_drop();
@@ -388,6 +510,7 @@ static size_t mal_copysize(Vmalloc_t* vm, void* p)
 
 void* realloc(void* p, size_t n)
 {
+    vm_caller_here(__builtin_return_address(0));
     Vmalloc_t* vm = mal_region();
     if (!p)
         return mal_alloc(vm, n);
@@ -398,7 +521,15 @@ void* realloc(void* p, size_t n)
     const char* file;
     int line;
     vm_fl_take(&file, &line); /* noted again for whichever call serves p */
-    if (vm->meth == &vm_best_method) {
+    if (vm->meth == &vm_debug_method) {
+        /* Vmdebug reports a bad block: ask the other regions first. */
+        Vmalloc_t* r = vmregion(p);
+        if (!r || r == vm) {
+            if (file)
+                _vmflinfo(file, line);
+            return vmresize(vm, p, n, VM_RSCOPY);
+        }
+    } else if (vm->meth == &vm_best_method || vm->meth == &vm_profile_method) {
         /* The common case, a block of Vmregion itself: one validation. */
         if (file)
             _vmflinfo(file, line);
@@ -413,7 +544,7 @@ void* realloc(void* p, size_t n)
     }
     if (file)
         _vmflinfo(file, line);
-    if (own->meth == &vm_best_method) /* moves keep 16-byte alignment */
+    if (mal_bestlike(own)) /* moves keep 16-byte alignment */
         return vmresize(own, p, n, VM_RSCOPY);
     void* q = vmresize(own, p, n, 0);
     if (q)
@@ -430,6 +561,7 @@ void* realloc(void* p, size_t n)
 
 void* reallocarray(void* p, size_t n, size_t m)
 {
+    vm_caller_here(__builtin_return_address(0));
     size_t size;
     if (__builtin_mul_overflow(n, m, &size)) {
         vm_fl_drop();
@@ -449,7 +581,9 @@ static size_t mal_pow2_up(size_t a)
 
 void* memalign(size_t align, size_t n)
 {
+    vm_caller_here(__builtin_return_address(0));
     if (align > VM_MAXSIZE) {
+        vm_fl_drop();
         errno = EINVAL;
         return NULL;
     }
@@ -458,7 +592,9 @@ void* memalign(size_t align, size_t n)
 
 void* aligned_alloc(size_t align, size_t n)
 {
+    vm_caller_here(__builtin_return_address(0));
     if (!vm_is_pow2(align)) {
+        vm_fl_drop();
         errno = EINVAL;
         return NULL;
     }
@@ -467,8 +603,11 @@ void* aligned_alloc(size_t align, size_t n)
 
 int posix_memalign(void** pp, size_t align, size_t n)
 {
-    if (!vm_is_pow2(align) || align % sizeof(void*) != 0)
+    vm_caller_here(__builtin_return_address(0));
+    if (!vm_is_pow2(align) || align % sizeof(void*) != 0) {
+        vm_fl_drop();
         return EINVAL;
+    }
     int e = errno;
     void* p = memalign(align, n);
     errno = e;
@@ -478,13 +617,19 @@ int posix_memalign(void** pp, size_t align, size_t n)
     return 0;
 }
 
-void* valloc(size_t n) { return memalign(vm_os_pagesize(), n); }
+void* valloc(size_t n)
+{
+    vm_caller_here(__builtin_return_address(0));
+    return memalign(vm_os_pagesize(), n);
+}
 
 void* pvalloc(size_t n)
 {
+    vm_caller_here(__builtin_return_address(0));
     size_t page = vm_os_pagesize();
     size_t size = vm_align_up(n ? n : 1, page);
     if (size < n) {
+        vm_fl_drop();
         errno = ENOMEM;
         return NULL;
     }

@@ -9,7 +9,10 @@
 #define _GNU_SOURCE
 #include "vmhdr.h"
 
+#include <dlfcn.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
 #include <sched.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -122,9 +125,9 @@ int vm_os_write(int fd, const void* buf, size_t n)
 
 /* The descriptor is moved high, out of the way of programs that assume
  * they own the low numbers (and close and reopen them). */
-int vm_os_open_append(const char* path)
+static int os_open_high(const char* path, int how)
 {
-    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | how, 0644);
     if (fd >= 0 && fd < 512) {
         int high = fcntl(fd, F_DUPFD_CLOEXEC, 512);
         if (high >= 0) {
@@ -134,6 +137,10 @@ int vm_os_open_append(const char* path)
     }
     return fd;
 }
+
+int vm_os_open_append(const char* path) { return os_open_high(path, O_APPEND); }
+
+int vm_os_open_trunc(const char* path) { return os_open_high(path, O_TRUNC); }
 
 uint64_t vm_os_file_id(int fd)
 {
@@ -153,4 +160,52 @@ _Noreturn void vm_os_exit(int status)
 {
     for (;;)
         syscall(SYS_exit_group, status);
+}
+
+_Noreturn void vm_os_abort(void) { abort(); }
+
+int vm_os_protect(void* addr, size_t size, int on)
+{
+    return mprotect(addr, size, on ? PROT_READ | PROT_WRITE : PROT_NONE);
+}
+
+/* dladdr takes the dynamic loader's lock and reads its tables; it does not
+ * allocate, so a report may resolve names while a region lock is held. */
+char* vm_os_symbol(const void* addr, char* buf, size_t n, const char** module, uintptr_t* modoff)
+{
+    Dl_info info;
+    char* p = buf;
+    char* end = buf + n - 1;
+    const char* name = NULL;
+    uintptr_t base = 0;
+    *module = NULL;
+    *modoff = 0;
+    if (n < 24) {
+        buf[0] = 0;
+        return buf;
+    }
+    if (dladdr(addr, &info) != 0) {
+        if (info.dli_fname && info.dli_fname[0]) {
+            *module = info.dli_fname;
+            *modoff = (uintptr_t)addr - (uintptr_t)info.dli_fbase;
+        }
+        if (info.dli_sname && info.dli_saddr) {
+            name = info.dli_sname;
+            base = (uintptr_t)info.dli_saddr;
+        } else if (*module) {
+            name = *module;
+            for (const char* s = name; *s; ++s) /* the module's base name */
+                if (*s == '/' && s[1])
+                    name = s + 1;
+            base = (uintptr_t)info.dli_fbase;
+        }
+    }
+    if (name) {
+        while (*name && p < end - 20)
+            *p++ = *name++;
+        *p++ = '+';
+    }
+    p = vm_fmt_hex(p, (uintptr_t)addr - base);
+    *p = 0;
+    return p;
 }

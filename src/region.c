@@ -22,10 +22,6 @@ pthread_mutex_t vm_list_lock = PTHREAD_MUTEX_INITIALIZER;
 pthread_mutex_t vm_cache_lock = PTHREAD_MUTEX_INITIALIZER;
 Vmalloc_t* vm_list; /* regions made by vmopen; Vmheap is not on it */
 
-/* Vmdebug and Vmprofile are methods of a later issue; NULL makes vmopen()
- * refuse them with EINVAL instead of pretending. */
-Vmethod_t* Vmdebug;
-Vmethod_t* Vmprofile;
 
 static inline int vm_lock(Vmalloc_t* vm)
 {
@@ -77,12 +73,28 @@ static inline int vm_fast_ok(const Vmalloc_t* vm)
     return vm->meth->fastallocf && !vm_fl_pending() && !vm_tracing(vm);
 }
 
+/* The call site of the call about to reach the method (region locked). */
+static inline void vm_site(Vmalloc_t* vm, const char* file, int line, void* caller)
+{
+    vm->sitefile = file;
+    vm->siteline = line;
+    vm->sitecaller = caller;
+}
+
+/* The caller an entry point noted, taken with the call's file and line. */
+static inline void* vm_caller(void)
+{
+    return __builtin_expect(__atomic_load_n(&vm_sites_on, __ATOMIC_RELAXED), 0) ? vm_caller_take()
+                                                                                 : NULL;
+}
+
 /* The one allocation path behind vmalloc, vmalign and vmresize(NULL). */
 static void* vm_alloc_call(Vmalloc_t* vm, size_t size, size_t align, int clear)
 {
     const char* file;
     int line;
     vm_fl_take(&file, &line); /* even a call that fails uses its VMFL note up */
+    void* caller = vm_caller();
     if (!vm) {
         errno = EINVAL;
         return NULL;
@@ -94,6 +106,7 @@ static void* vm_alloc_call(Vmalloc_t* vm, size_t size, size_t align, int clear)
     for (;;) {
         int locked = vm_lock(vm);
         vm->fault = 0;
+        vm_site(vm, file, line, caller);
         void* p = vm->meth->allocf(vm, size, align);
         int fault = vm->fault;
         void* obj = vm->faultobj;
@@ -115,9 +128,12 @@ void* vmalloc(Vmalloc_t* vm, size_t size)
 {
     if (__builtin_expect(vm != NULL, 1) && vm_fast_ok(vm)) {
         void* p = vm->meth->fastallocf(vm, size, 0);
-        if (p)
+        if (p) {
+            vm_caller_forget();
             return p;
+        }
     }
+    vm_caller_here(__builtin_return_address(0));
     return vm_alloc_call(vm, size, 0, 0);
 }
 
@@ -125,9 +141,12 @@ void* vmalign(Vmalloc_t* vm, size_t size, size_t align)
 {
     if (vm && align <= VM_ALIGN && vm_is_pow2(align) && vm_fast_ok(vm)) {
         void* p = vm->meth->fastallocf(vm, size, align);
-        if (p)
+        if (p) {
+            vm_caller_forget();
             return p;
+        }
     }
+    vm_caller_here(__builtin_return_address(0));
     if (!vm_is_pow2(align)) {
         vm_fl_drop();
         errno = EINVAL;
@@ -142,6 +161,7 @@ static int vm_free_call(Vmalloc_t* vm, void* block, int announce)
     const char* file;
     int line;
     vm_fl_take(&file, &line);
+    void* caller = vm_caller();
     if (!vm) {
         errno = EINVAL;
         return -1;
@@ -150,6 +170,7 @@ static int vm_free_call(Vmalloc_t* vm, void* block, int announce)
         return 0;
     int locked = vm_lock(vm);
     vm->fault = 0;
+    vm_site(vm, file, line, caller);
     long size = vm_tracing(vm) ? vm->meth->sizef(vm, block) : 0;
     int r = vm->meth->freef(vm, block);
     if (r == 0 && vm_tracing(vm))
@@ -166,15 +187,20 @@ static int vm_free_call(Vmalloc_t* vm, void* block, int announce)
 
 int vmfree(Vmalloc_t* vm, void* block)
 {
-    if (vm && block && vm_fast_ok(vm) && vm->meth->fastfreef(vm, block) == 0)
+    if (vm && block && vm_fast_ok(vm) && vm->meth->fastfreef(vm, block) == 0) {
+        vm_caller_forget();
         return 0;
+    }
+    vm_caller_here(__builtin_return_address(0));
     return vm_free_call(vm, block, 1);
 }
 
 int vm_free_quiet(Vmalloc_t* vm, void* block)
 {
-    if (vm && block && vm_fast_ok(vm) && vm->meth->fastfreef(vm, block) == 0)
+    if (vm && block && vm_fast_ok(vm) && vm->meth->fastfreef(vm, block) == 0) {
+        vm_caller_forget();
         return 0;
+    }
     return vm_free_call(vm, block, 0);
 }
 
@@ -216,12 +242,15 @@ static void* vm_resize_call(Vmalloc_t* vm, void* block, size_t size, int type, i
     }
     if ((type & ~VM_RSMOVE) == VM_RSCOPY && vm->meth->fastsizef && vm_fast_ok(vm)) {
         void* p = vm_resize_fast(vm, block, size);
-        if (p)
+        if (p) {
+            vm_caller_forget();
             return p;
+        }
     }
     const char* file;
     int line;
     vm_fl_take(&file, &line);
+    void* caller = vm_caller();
     if (size > VM_MAXSIZE) {
         errno = ENOMEM;
         return NULL;
@@ -231,6 +260,7 @@ static void* vm_resize_call(Vmalloc_t* vm, void* block, size_t size, int type, i
     for (;;) {
         int locked = vm_lock(vm);
         vm->fault = 0;
+        vm_site(vm, file, line, caller);
         long old = (type & VM_RSCLEAR) ? vm->meth->sizef(vm, block) : 0;
         int saved = errno;
         errno = 0;
@@ -263,6 +293,7 @@ static void* vm_resize_call(Vmalloc_t* vm, void* block, size_t size, int type, i
 
 void* vmresize(Vmalloc_t* vm, void* block, size_t size, int type)
 {
+    vm_caller_here(__builtin_return_address(0));
     return vm_resize_call(vm, block, size, type, 1);
 }
 
@@ -286,8 +317,10 @@ void* vm_resize_move(Vmalloc_t* vm, void* block, size_t oldsize, size_t size, in
 
 void* _vmnewof(Vmalloc_t* vm, void* p, size_t tsize, size_t n, size_t x, int type)
 {
+    vm_caller_here(__builtin_return_address(0));
     size_t size;
     if (__builtin_mul_overflow(tsize, n, &size) || __builtin_add_overflow(size, x, &size)) {
+        vm_fl_drop();
         errno = ENOMEM;
         return NULL;
     }
@@ -296,7 +329,9 @@ void* _vmnewof(Vmalloc_t* vm, void* p, size_t tsize, size_t n, size_t x, int typ
 
 char* vmstrdup(Vmalloc_t* vm, const char* s)
 {
+    vm_caller_here(__builtin_return_address(0));
     if (!s) {
+        vm_fl_drop();
         errno = EINVAL;
         return NULL;
     }
@@ -444,23 +479,27 @@ int vmdbcheck(Vmalloc_t* vm)
     return n;
 }
 
-/* Watching addresses is Vmdebug's; no region is a Vmdebug region yet. */
+/* Watching addresses is Vmdebug's: other regions refuse. */
 int vmdbwatch(Vmalloc_t* vm, void* addr)
 {
-    (void)vm;
-    (void)addr;
-    errno = EINVAL;
-    return -1;
+    if (!vm || vm->meth != &vm_debug_method) {
+        errno = EINVAL;
+        return -1;
+    }
+    int locked = vm_lock(vm);
+    int r = vm_debug_watch(vm, addr);
+    vm_unlock(vm, locked);
+    return r;
 }
 
-/* Profiles are Vmprofile's: with no such region there is nothing to write. */
+/* Profiles are Vmprofile's; vm NULL writes every Vmprofile region's. */
 int vmprofile(Vmalloc_t* vm, int fd)
 {
-    (void)fd;
-    if (!vm)
-        return 0;
-    errno = EINVAL;
-    return -1;
+    if ((vm && vm->meth != &vm_profile_method) || fd < 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    return vm_profile_write(vm, fd);
 }
 
 /* ---- opening and closing ---------------------------------------------- */
@@ -472,15 +511,13 @@ static size_t vm_prefix(const Vmethod_t* meth)
 
 static int vm_is_method(const Vmethod_t* meth)
 {
-    return meth && (meth == &vm_best_method || meth == &vm_pool_method || meth == &vm_last_method);
+    return meth && (meth == &vm_best_method || meth == &vm_pool_method || meth == &vm_last_method ||
+                    meth == &vm_debug_method || meth == &vm_profile_method);
 }
 
-Vmalloc_t* vmopen(Vmdisc_t* disc, Vmethod_t* meth, int flags)
+/* vmopen up to the VM_ENDOPEN event: everything but the list and the trace. */
+static Vmalloc_t* vm_make(Vmdisc_t* disc, Vmethod_t* meth, int flags)
 {
-    if (!disc || !disc->memoryf || !vm_is_method(meth)) {
-        errno = EINVAL;
-        return NULL;
-    }
     if (vm_event(NULL, disc, VM_OPEN, NULL) < 0) {
         errno = ECANCELED;
         return NULL;
@@ -504,7 +541,7 @@ Vmalloc_t* vmopen(Vmdisc_t* disc, Vmethod_t* meth, int flags)
     memset(vm, 0, prefix);
     vm->meth = meth;
     vm->disc = disc;
-    vm->flags = flags & VM_FLAGS;
+    vm->flags = flags;
     pthread_mutex_init(&vm->lock, NULL);
     vm->secret = vm_os_random();
     vm->segs = vm->seginline;
@@ -519,7 +556,23 @@ Vmalloc_t* vmopen(Vmdisc_t* disc, Vmethod_t* meth, int flags)
         return NULL;
     }
     (void)vm_event(vm, disc, VM_ENDOPEN, NULL);
+    return vm;
+}
 
+Vmalloc_t* vm_open_inner(Vmdisc_t* disc, Vmethod_t* meth)
+{
+    return vm_make(disc, meth, VM_TRUST | VM_INNER);
+}
+
+Vmalloc_t* vmopen(Vmdisc_t* disc, Vmethod_t* meth, int flags)
+{
+    if (!disc || !disc->memoryf || !vm_is_method(meth)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    Vmalloc_t* vm = vm_make(disc, meth, flags & VM_FLAGS);
+    if (!vm)
+        return NULL;
     pthread_mutex_lock(&vm_list_lock);
     vm->next = vm_list;
     vm_list = vm;

@@ -37,6 +37,26 @@ void _vmflinfo(const char* file, int line)
     trace_line = line;
 }
 
+/* The caller an entry point noted for this thread's current call. */
+static __thread void* trace_caller __attribute__((tls_model("initial-exec")));
+int vm_sites_on;
+
+void vm_caller_note(void* ra)
+{
+    if (!trace_caller)
+        trace_caller = ra;
+}
+
+/* Like vm_fl_take, the thread's TLS is written only when there is something
+ * to forget. */
+void* vm_caller_take(void)
+{
+    void* ra = trace_caller;
+    if (ra)
+        trace_caller = NULL;
+    return ra;
+}
+
 void vm_fl_take(const char** file, int* line)
 {
     *file = vm_fl_file;

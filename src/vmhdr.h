@@ -147,8 +147,20 @@ struct _vmalloc_s {
     void* faultobj;
 
     Vmalloc_t* next; /* the list of open regions (vmregion, vmwalk(NULL)) */
+
+    /* The call site of the current call, set by the core (locked) before it
+     * calls allocf/freef/resizef, for the methods that report it (Vmdebug,
+     * Vmprofile): the -DVMFL file and line (file NULL when the caller was
+     * not built with VMFL), and the caller's return address (NULL: unknown). */
+    const char* sitefile;
+    int siteline;
+    void* sitecaller;
     /* method state follows, aligned to VM_ALIGN */
 };
+
+/* An internal flag, outside VM_FLAGS: a region a method opened for its own
+ * use (vm_open_inner): never on the list of open regions, never traced. */
+#define VM_INNER 0x10000
 
 /* The method's state, right behind the region struct. */
 static inline void* vm_state(Vmalloc_t* vm)
@@ -255,7 +267,7 @@ extern int vm_trace_all; /* trace every region, not only those with VM_TRACE */
 /* Is a call on vm to be traced? */
 static inline int vm_tracing(const Vmalloc_t* vm)
 {
-    return vm_trace_fd >= 0 && ((vm->flags & VM_TRACE) || vm_trace_all);
+    return vm_trace_fd >= 0 && !(vm->flags & VM_INNER) && ((vm->flags & VM_TRACE) || vm_trace_all);
 }
 /* A record for a call; file NULL when the caller was not built with VMFL. */
 void vm_trace(Vmalloc_t* vm, const void* old, const void* new, size_t size, const char* file,
@@ -267,12 +279,34 @@ void vm_fl_take(const char** file, int* line);
 /* Has the calling thread a VMFL note waiting? (One TLS load.) */
 extern __thread const char* vm_fl_file __attribute__((tls_model("initial-exec")));
 static inline int vm_fl_pending(void) { return vm_fl_file != NULL; }
+/* Callers' return addresses, for call sites of code built without VMFL.
+ * vm_sites_on is set once a Vmdebug or Vmprofile region exists; until then
+ * no entry point notes anything (a thread-local write per call is not free,
+ * and glibc calls malloc while a thread's TLS is being made or unmade). The
+ * outermost public entry notes its caller (the first note wins); the core
+ * takes it with the call's file and line. */
+extern int vm_sites_on;
+void vm_caller_note(void* ra);
+void* vm_caller_take(void);
+static inline void vm_caller_here(void* ra)
+{
+    if (__builtin_expect(__atomic_load_n(&vm_sites_on, __ATOMIC_RELAXED), 0))
+        vm_caller_note(ra);
+}
+/* A call served by a method's lock-free path leaves no note behind. */
+static inline void vm_caller_forget(void)
+{
+    if (__builtin_expect(__atomic_load_n(&vm_sites_on, __ATOMIC_RELAXED), 0))
+        (void)vm_caller_take();
+}
 /* Forget it: for calls that fail before reaching the region. */
 static inline void vm_fl_drop(void)
 {
     const char* f;
     int l;
     vm_fl_take(&f, &l);
+    if (__builtin_expect(__atomic_load_n(&vm_sites_on, __ATOMIC_RELAXED), 0))
+        (void)vm_caller_take();
 }
 /* Number formatting that never allocates (for traces and messages): write
  * v at p, return the end. Hex is "0x" and lower-case digits. */
@@ -292,8 +326,56 @@ extern void (*vm_fork_child_hook)(void); /* run in the child after the locks are
 void vm_sbrk_lock(void);
 void vm_sbrk_unlock(void);
 
+/* region.c: a region for a method's own use (Vmdebug's and Vmprofile's
+ * blocks come from an inner Vmbest region): made as vmopen makes one, with
+ * VM_TRUST | VM_INNER, but not listed, so vmregion(), vmwalk(NULL) and fork
+ * see only the outer region, and never traced. It needs no closing: its
+ * memory is the discipline's, which for those methods hands out segments of
+ * the outer region, released with it. NULL with errno on failure. */
+Vmalloc_t* vm_open_inner(Vmdisc_t* disc, Vmethod_t* meth);
+
+/* method/inner.c — shared by Vmdebug and Vmprofile (see that file). */
+typedef struct vm_inner_s {
+    Vmdisc_t disc;     /* the forwarder: segments of outer */
+    Vmalloc_t* outer;  /* the region whose method state holds this */
+    Vmalloc_t* vm;     /* the inner Vmbest region */
+} Vminner_t;
+/* Open in->vm for outer (from the outer method's initf). 0, or -1. */
+int vm_inner_open(Vminner_t* in, Vmalloc_t* outer);
+/* A header of hsize bytes (a multiple of VM_ALIGN) followed by n bytes that
+ * start aligned to align (0 or up to VM_ALIGN: VM_ALIGN). Returns the header,
+ * or NULL (the outer region's fault set by the forwarder when memory ran
+ * out). The inner block starts at header - *lead (0 or >= 16, then recorded
+ * by a marker there too). */
+char* vm_inner_place(Vminner_t* in, size_t hsize, size_t n, size_t align, size_t* lead);
+/* An inner block of total bytes aligned to align whose header is lead bytes
+ * in (lead 0 or >= 16: a marker is written); returns the inner block. */
+char* vm_inner_place_lead(Vminner_t* in, size_t total, size_t align, size_t lead);
+/* The header of the inner block ib of ibsize usable bytes, or NULL. */
+char* vm_inner_head(const Vminner_t* in, char* ib, size_t ibsize);
+/* Forget the marker of ib (before giving the block back). */
+void vm_inner_wipe(char* ib);
+/* A call site as text at p (never past end, which leaves 24 bytes of room
+ * for the caller's own fields): "file,line", "function+0xoff" for a return
+ * address, or "<>,0" when nothing is known. Returns the end. No allocation. */
+char* vm_site_put(char* p, char* end, const char* file, int line, const void* caller);
+char* vm_put_str(char* p, char* end, const char* s);
+/* "key" then v in decimal then ':'. */
+char* vm_put_field(char* p, char* end, const char* key, size_t v);
+
+/* method/debug.c and method/profile.c, for region.c's vmdbwatch/vmprofile
+ * and malloc.c's settings. */
+int vm_debug_watch(Vmalloc_t* vm, void* addr);  /* locked; vm is a Vmdebug region */
+/* Vmdebug settings of a region: check every period-th call (0: only on
+ * demand; VM_DBCHECK is period 1). Locked. */
+void vm_debug_period(Vmalloc_t* vm, unsigned period);
+/* The whole profile of vm (NULL: every Vmprofile region) on fd; -1 with
+ * errno on a write error. Takes the locks itself. */
+int vm_profile_write(Vmalloc_t* vm, int fd);
+
 /* The built-in objects, for static initialisers. */
 extern Vmethod_t vm_best_method, vm_pool_method, vm_last_method;
+extern Vmethod_t vm_debug_method, vm_profile_method;
 extern Vmdisc_t vm_dc_system, vm_dc_sbrk, vm_dc_heap;
 extern Vmdisc_t vm_dc_system_aligned; /* Vmdcsystem, new segments aligned to 64 KiB */
 extern Vmalloc_t* vm_heap_region(void); /* the static Vmheap object */
@@ -312,10 +394,20 @@ uint64_t vm_os_random(void);
 int vm_os_write(int fd, const void* buf, size_t n);      /* all of it, or -1 */
 int vm_os_open_append(const char* path); /* write-only, created, appended to (never truncated:
                                           * an exec keeps the pid, so %p names the same file) */
+int vm_os_open_trunc(const char* path); /* write-only, created, emptied */
 long vm_os_getpid(void);
 uint64_t vm_os_file_id(int fd); /* what fd refers to (device, inode); 0 if nothing */
 int vm_os_close(int fd);
 _Noreturn void vm_os_exit(int status); /* end the process now, no handlers */
+_Noreturn void vm_os_abort(void);      /* SIGABRT, for VM_DBABORT */
+/* Pages [addr, addr + size) readable and writable (on) or inaccessible
+ * (off); addr and size are multiples of the page size. 0, or -1. */
+int vm_os_protect(void* addr, size_t size, int on);
+/* "function+0xoffset" for a code address (or "module+0xoffset", or the
+ * address in hex), into buf of n bytes (NUL-terminated); *modoff gets the
+ * address relative to its module's load address (for addr2line), 0 if
+ * unknown. Returns the end of the text. Allocates nothing. */
+char* vm_os_symbol(const void* addr, char* buf, size_t n, const char** module, uintptr_t* modoff);
 void vm_os_yield(void);
 
 #endif /* VMHDR_H */
