@@ -129,7 +129,7 @@ static void mal_parse_options(Mal_settings_t* st, const char* s)
         for (int i = 0; i < MAL_NOPTIONS; ++i) {
             if (strlen(mal_options[i].name) == klen && memcmp(mal_options[i].name, s, klen) == 0) {
                 const char* v = eq < end ? eq + 1 : "";
-                mal_set(st, i, v, (size_t)(end - v));
+                mal_set(st, i, v, eq < end ? (size_t)(end - v) : 0);
                 found = 1;
             }
         }

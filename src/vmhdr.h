@@ -339,6 +339,8 @@ typedef struct vm_inner_s {
     Vmdisc_t disc;     /* the forwarder: segments of outer */
     Vmalloc_t* outer;  /* the region whose method state holds this */
     Vmalloc_t* vm;     /* the inner Vmbest region */
+    int opening;       /* vm_inner_open is making it */
+    uint64_t secret;   /* outer->secret when the live headers were sealed */
 } Vminner_t;
 /* Open in->vm for outer (from the outer method's initf). 0, or -1. */
 int vm_inner_open(Vminner_t* in, Vmalloc_t* outer);
@@ -355,6 +357,11 @@ char* vm_inner_place_lead(Vminner_t* in, size_t total, size_t align, size_t lead
 char* vm_inner_head(const Vminner_t* in, char* ib, size_t ibsize);
 /* Forget the marker of ib (before giving the block back). */
 void vm_inner_wipe(char* ib);
+/* vmclear of the outer region, from its clearf: the core has renewed the
+ * outer secret already, so first visit (vmwalk of the inner region) every
+ * inner block with the old secret in force, so that their headers still
+ * check; then clear the inner region. visit may be NULL. 0 or -1. */
+int vm_inner_clear(Vminner_t* in, Vmvisit_f visit, void* arg);
 /* A call site as text at p (never past end, which leaves 24 bytes of room
  * for the caller's own fields): "file,line", "function+0xoff" for a return
  * address, or "<>,0" when nothing is known. Returns the end. No allocation. */

@@ -53,7 +53,9 @@
 #include <string.h>
 #include <unistd.h>
 
-enum { SH_BEST, SH_POOL, SH_LAST };
+/* SH_DEBUG and SH_PROFILE promise what SH_BEST does (they are best fit over
+ * an inner Vmbest region); only their vmstat mode differs. */
+enum { SH_BEST, SH_POOL, SH_LAST, SH_DEBUG, SH_PROFILE };
 
 enum {
     SH_ALLOC,   /* vmalloc */
@@ -72,7 +74,7 @@ static const char* const sh_opname[SH_NOPS] = {"alloc", "resize(NULL)", "free", 
 
 /* What one run does. Weights are per mille, in the order of the enum. */
 typedef struct sh_conf_s {
-    int kind;                /* SH_BEST, SH_POOL, SH_LAST */
+    int kind;                /* SH_BEST, SH_POOL, SH_LAST, SH_DEBUG, SH_PROFILE */
     long steps;              /* steps of the run (a quarter under VMALLOC_TEST_QUICK) */
     int weight[SH_NOPS];     /* how often each operation is drawn */
     size_t maxlive;          /* live blocks before allocating turns into freeing */
@@ -557,7 +559,7 @@ static int sh_resize_must(const Sh_t* sh, size_t i, size_t size, int type, int* 
         return 0;
     }
     if (!(type & (VM_RSMOVE | VM_RSCOPY)))
-        return kind == SH_BEST && size <= sh->blk[i].usable; /* shrinking needs no memory */
+        return kind != SH_LAST && size <= sh->blk[i].usable; /* shrinking needs no memory */
     return !sh->mayfail;
 }
 
@@ -671,8 +673,8 @@ static void sh_check_step(Sh_t* sh)
     if (st.max_busy < st.s_busy || st.s_busy + st.s_free > st.extent || st.n_seg < 1)
         sh_fail(sh, "vmstat max_busy %zu s_busy %zu s_free %zu extent %zu n_seg %zu",
                 st.max_busy, st.s_busy, st.s_free, st.extent, st.n_seg);
-    int id = sh->conf->kind == SH_BEST ? VM_MTBEST : sh->conf->kind == SH_POOL ? VM_MTPOOL
-                                                                               : VM_MTLAST;
+    static const int ids[] = {VM_MTBEST, VM_MTPOOL, VM_MTLAST, VM_MTDEBUG, VM_MTPROFILE};
+    int id = ids[sh->conf->kind];
     if ((st.mode & VM_METHODS) != id || (st.mode & VM_FLAGS) != sh->flags)
         sh_fail(sh, "vmstat mode 0x%x", st.mode);
 }

@@ -7,8 +7,9 @@
  * reported, never carried out.
  *
  * Layout. Blocks come from an inner Vmbest region (inner.c). Each is
- *     [Db_t header, ending in a 16-byte front guard][user bytes][tail guard]
- * the tail guard filling up to the next 16 bytes plus 16. The header holds
+ *     [Db_hdr_t header, ending in a 16-byte front guard][user bytes][tail guard]
+ * the tail guard filling up to the next 16 bytes plus DB_TAIL (32), so an
+ * overflow by up to 32 bytes stays inside the block, where it is seen. The header holds
  * the requested size, the allocation site (file, line, caller), the state
  * (busy or freed) and a check word keyed with the region's secret, so any
  * pointer is validated without trusting it: it must lie in one of the
@@ -46,8 +47,8 @@
  *
  * Bounds: a call costs O(size) for filling and checking the block, O(1)
  * otherwise (plus DB_NRECENT small checks); a whole-region check is O(total
- * bytes). Memory: 80 bytes and up to 31 bytes of guards per block, plus the
- * quarantine.
+ * bytes). Memory: an 80-byte header and 32 to 47 bytes of tail guard per
+ * block, plus the quarantine.
  */
 #include "../vmhdr.h"
 
@@ -76,6 +77,8 @@ typedef struct db_hdr_s {
     uint8_t reported; /* a corruption of this block was reported */
     uint32_t lead;    /* the inner block starts lead bytes before the header */
     uint32_t uoff;    /* the user block starts uoff bytes after the header */
+    size_t dbytes;    /* guard-page block: bytes of its data pages */
+    uint64_t spare;
     unsigned char front[DB_FRONT];
 } Db_hdr_t;
 
@@ -115,6 +118,12 @@ static inline char* db_user(Db_hdr_t* h) { return (char*)h + h->uoff; }
 
 static inline size_t db_page(void) { return vm_os_pagesize(); }
 
+/* Bytes from the user block's start to its inner block's end: the block and
+ * a tail guard at least DB_TAIL bytes long, so an overflow by that much
+ * stays inside the block, where it is seen. */
+#define DB_TAIL 32
+static inline size_t db_tail(size_t size) { return vm_align_up(size, 16) + DB_TAIL; }
+
 /* The guard spans of a block: [f0, f1) before the user bytes (besides the
  * header's front guard) and [t0, t1) after them. */
 static void db_spans(Db_hdr_t* h, char** f0, char** f1, char** t0, char** t1)
@@ -122,15 +131,14 @@ static void db_spans(Db_hdr_t* h, char** f0, char** f1, char** t0, char** t1)
     char* u = db_user(h);
     if (h->mode & DB_GPAGE) {
         char* data = (char*)h + sizeof *h; /* the header ends its page */
-        size_t page = db_page();
         *f0 = data;
         *f1 = u;
         *t0 = u + h->size;
-        *t1 = data + vm_align_up((size_t)(u - data) + h->size, page);
+        *t1 = data + h->dbytes;
     } else {
         *f0 = *f1 = u;
         *t0 = u + h->size;
-        *t1 = u + vm_align_up(h->size, 16) + 16;
+        *t1 = u + db_tail(h->size);
     }
 }
 
@@ -369,6 +377,7 @@ static char* db_make(Vmalloc_t* vm, size_t size, size_t align)
 {
     Db_t* st = db_state(vm);
     size_t a = align > VM_ALIGN ? align : VM_ALIGN;
+    size_t dbytes = 0;
     Db_hdr_t* h;
     char* u;
     uint32_t lead;
@@ -385,11 +394,12 @@ static char* db_make(Vmalloc_t* vm, size_t size, size_t align)
         u = (char*)((uintptr_t)(ib + page + data - size) & ~(uintptr_t)(a - 1));
         lead = (uint32_t)(page - sizeof *h);
         mode = DB_GPAGE;
+        dbytes = data;
         /* Should the kernel refuse, the tail bytes still catch overflows. */
         (void)vm_os_protect(ib + page + data, page, 0);
     } else {
         size_t lead0;
-        h = (Db_hdr_t*)vm_inner_place(&st->in, sizeof *h, vm_align_up(size, 16) + 16, a, &lead0);
+        h = (Db_hdr_t*)vm_inner_place(&st->in, sizeof *h, db_tail(size), a, &lead0);
         if (!h)
             return NULL;
         u = (char*)(h + 1);
@@ -404,6 +414,7 @@ static char* db_make(Vmalloc_t* vm, size_t size, size_t align)
     h->mode = (uint8_t)mode;
     h->uoff = (uint32_t)(u - (char*)h);
     h->lead = lead;
+    h->dbytes = dbytes;
     db_seal(vm, h);
     memset(u, DB_NEW, size);
     db_fill_guards(h);
@@ -421,10 +432,7 @@ static void db_release(Vmalloc_t* vm, Db_hdr_t* h)
     Db_t* st = db_state(vm);
     char* ib = db_inner_block(h);
     if (h->mode & DB_GPAGE) {
-        size_t page = db_page();
-        char* data = (char*)h + sizeof *h;
-        size_t n = vm_align_up((size_t)(db_user(h) - data) + h->size, page);
-        (void)vm_os_protect(data, n + page, 1);
+        (void)vm_os_protect((char*)h + sizeof *h, h->dbytes + db_page(), 1);
     }
     (void)db_check_block(vm, h);
     h->check = 0;
@@ -445,11 +453,9 @@ static void db_retire(Vmalloc_t* vm, Db_hdr_t* h)
     h->state = DB_FREE;
     h->reported = 0;
     db_seal(vm, h);
-    if (h->mode & DB_GPAGE) {
-        size_t page = db_page();
-        char* data = (char*)h + sizeof *h;
-        (void)vm_os_protect(data, vm_align_up((size_t)(u - data) + h->size, page), 0);
-    } else
+    if (h->mode & DB_GPAGE)
+        (void)vm_os_protect((char*)h + sizeof *h, h->dbytes, 0);
+    else
         memset(u, DB_FREED, h->size);
     size_t bytes = h->size + sizeof *h;
     if (bytes > DB_QUARBYTES) {
@@ -501,14 +507,15 @@ static int db_free(Vmalloc_t* vm, void* block)
     return 0;
 }
 
-/* Can h hold size bytes where it is? In guard-page mode only its own size. */
+/* Can h hold size bytes where it is (growing its inner block in place if
+ * grow)? A guard-page block only within its data pages. */
 static int db_fits(Vmalloc_t* vm, Db_hdr_t* h, size_t size, int grow)
 {
     if (h->mode & DB_GPAGE)
-        return size == h->size;
+        return size <= h->dbytes - (size_t)(db_user(h) - ((char*)h + sizeof *h));
     Db_t* st = db_state(vm);
     char* ib = db_inner_block(h);
-    size_t need = (size_t)(db_user(h) - ib) + vm_align_up(size, 16) + 16;
+    size_t need = (size_t)(db_user(h) - ib) + db_tail(size);
     long have = vmsize(st->in.vm, ib);
     if (have >= 0 && (size_t)have >= need)
         return 1;
@@ -578,23 +585,17 @@ static int db_unprotect_inner(Vmalloc_t* inner, void* ib, size_t size, Vmdisc_t*
     (void)disc;
     Vmalloc_t* vm = arg;
     Db_hdr_t* h = db_hdr_of(vm, ib, size, DB_BUSY | DB_FREE);
-    if (h && (h->mode & DB_GPAGE)) {
-        size_t page = db_page();
-        char* data = (char*)h + sizeof *h;
-        size_t n = vm_align_up((size_t)(db_user(h) - data) + h->size, page);
-        (void)vm_os_protect(data, n + page, 1);
-    }
+    if (h && (h->mode & DB_GPAGE))
+        (void)vm_os_protect((char*)h + sizeof *h, h->dbytes + db_page(), 1);
     return 0;
 }
 
 static int db_clear(Vmalloc_t* vm)
 {
     Db_t* st = db_state(vm);
-    if (st->guard)
-        (void)vmwalk(st->in.vm, db_unprotect_inner, vm);
     st->qhead = st->qn = st->qbytes = 0;
     memset(st->recent, 0, sizeof st->recent);
-    return vmclear(st->in.vm);
+    return vm_inner_clear(&st->in, st->guard ? db_unprotect_inner : NULL, vm);
 }
 
 static int db_compact(Vmalloc_t* vm) { return vmcompact(db_state(vm)->in.vm); }

@@ -53,13 +53,30 @@ static void* inner_memory(Vmalloc_t* vm, void* addr, size_t csz, size_t nsz, Vmd
     return vm_seg_resize(out, seg, nsz) == 0 ? addr : NULL;
 }
 
+/* While the inner region is being made (inside vmopen of the outer one,
+ * which is not yet anyone's and not locked), no memory is announced to the
+ * outer discipline as vmopen would, so that its handler may ask to try
+ * again. Later, the outer region's core announces it after unlocking. */
+static int inner_except(Vmalloc_t* vm, int type, void* obj, Vmdisc_t* disc)
+{
+    Vminner_t* in = (Vminner_t*)disc;
+    Vmdisc_t* od = in->outer->disc;
+    (void)vm;
+    if (type != VM_NOMEM || !in->opening || !od->exceptf)
+        return 0;
+    return od->exceptf(NULL, VM_NOMEM, obj, od);
+}
+
 int vm_inner_open(Vminner_t* in, Vmalloc_t* outer)
 {
     in->disc.memoryf = inner_memory;
-    in->disc.exceptf = NULL;
+    in->disc.exceptf = inner_except;
     in->disc.round = 4 * VM_ALIGN;
     in->outer = outer;
+    in->opening = 1;
+    in->secret = outer->secret;
     in->vm = vm_open_inner(&in->disc, Vmbest);
+    in->opening = 0;
     if (!in->vm)
         return -1;
     __atomic_store_n(&vm_sites_on, 1, __ATOMIC_RELAXED);
@@ -110,6 +127,19 @@ char* vm_inner_head(const Vminner_t* in, char* ib, size_t ibsize)
 }
 
 void vm_inner_wipe(char* ib) { memset(ib, 0, sizeof(Inner_mark_t)); }
+
+int vm_inner_clear(Vminner_t* in, Vmvisit_f visit, void* arg)
+{
+    Vmalloc_t* out = in->outer;
+    uint64_t fresh = out->secret;
+    if (visit) {
+        out->secret = in->secret;
+        (void)vmwalk(in->vm, visit, arg);
+        out->secret = fresh;
+    }
+    in->secret = fresh;
+    return vmclear(in->vm);
+}
 
 char* vm_site_put(char* p, char* end, const char* file, int line, const void* caller)
 {

@@ -183,7 +183,10 @@ static Pf_hdr_t* pf_lookup(Vmalloc_t* vm, void* p)
 static Pf_hdr_t* pf_make(Vmalloc_t* vm, size_t size, size_t align, Pf_site_t* site)
 {
     size_t lead;
-    Pf_hdr_t* h = (Pf_hdr_t*)vm_inner_place(&pf_state(vm)->in, sizeof *h, size, align, &lead);
+    /* At least a byte, so that the user block's address is inside its inner
+     * block (vmaddr on the inner region finds it). */
+    Pf_hdr_t* h = (Pf_hdr_t*)vm_inner_place(&pf_state(vm)->in, sizeof *h, size ? size : 1, align,
+                                            &lead);
     if (!h)
         return NULL;
     h->size = size;
@@ -328,8 +331,8 @@ static int pf_count_cleared(Vmalloc_t* vm, Pf_hdr_t* h, void* arg)
 
 static int pf_clear(Vmalloc_t* vm)
 {
-    (void)pf_each(vm, pf_count_cleared, NULL);
-    return vmclear(pf_state(vm)->in.vm);
+    Pf_walk_t w = {vm, NULL, NULL, pf_count_cleared};
+    return vm_inner_clear(&pf_state(vm)->in, pf_walk_inner, &w);
 }
 
 static int pf_compact(Vmalloc_t* vm) { return vmcompact(pf_state(vm)->in.vm); }

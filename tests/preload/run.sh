@@ -219,13 +219,14 @@ env)
     }
     run_env plain 0 best
     run_env method-bogus 1 best VMETHOD=bogus
-    run_env method-debug 1 best VMETHOD=debug
-    run_env method-vmdebug 1 best VMETHOD=Vmdebug
-    run_env method-profile 1 best VMETHOD=profile
-    run_env vmdebug 1 best VMDEBUG=1
-    run_env vmprofile 1 best VMPROFILE=/dev/null
+    run_env method-debug 0 debug VMETHOD=debug
+    run_env method-vmdebug 0 debug VMETHOD=Vmdebug
+    run_env method-profile 0 profile VMETHOD=profile
+    run_env vmdebug 0 debug VMDEBUG=1
+    run_env vmprofile 0 profile VMPROFILE=/dev/null
     run_env options-bogus 1 best VMALLOC_OPTIONS=method=bogus
-    run_env options-debug 1 best VMALLOC_OPTIONS=debug
+    run_env options-debug 0 debug VMALLOC_OPTIONS=debug
+    run_env debug-and-profile 1 debug VMDEBUG=1 VMPROFILE=/dev/null
     run_env options-unknown 1 best VMALLOC_OPTIONS=nosuchoption
     run_env method-best 0 best VMETHOD=best
     run_env method-Vmbest 0 best VMETHOD=Vmbest
