@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# vmfl_fig10.sh — the paper's Figures 8 and 10, as a user would type them.
+# vmfl_fig10.sh — the paper's Figures 8, 9 and 10, as a user would type them.
 #
 #   vmfl_fig10.sh CC INCLUDE_DIR LIBVMALLOC WORKDIR
 #
@@ -13,6 +13,13 @@
 # (U, the usable size of the freed block, at least 5), and nothing else from
 # t.c: the free of a string literal on line 6 and the second free of B on
 # line 19 are ignored (no memory fault, no record, nothing on stderr).
+#
+# Then Figure 9: under VMDEBUG=1 exactly the paper's three errors, with this
+# run's addresses, and a normal exit; the same under VMALLOC_OPTIONS with a
+# whole-heap check every third call; with the doubly freed block watched
+# (VMDEBUG=1,ADDR; both runs under `setarch -R`, so addresses repeat), the
+# two alerts between them. And Figure 10's profile under VMPROFILE (%p in
+# the path), followed by the one block t.c leaks.
 set -euo pipefail
 cc=$1 inc=$2 lib=$3 work=$4
 rm -rf "$work"
@@ -75,4 +82,62 @@ b=${BASH_REMATCH[1]}
 # Every line of the trace, t.c's or the C library's, is a record.
 bad=$(grep -Evc '^0x[0-9a-f]+:0x[0-9a-f]+:[0-9]+:0x[0-9a-f]+:(best|last|pool|debug|profile):([^:,]+,[0-9]+:|open:|clear:|close:)?$' trace || true)
 [ "$bad" = 0 ] || fail "$bad malformed trace lines"
+
+# ---- Figure 9 ----------------------------------------------------------------
+fig9() { # fig9 FILE: the three errors of Figure 9; sets R (region), B (the block freed twice)
+    mapfile -t e < "$1"
+    [ "${#e[@]}" = 3 ] || { cat "$1" >&2; fail "$1: ${#e[@]} lines, want Figure 9's 3"; }
+    [[ ${e[0]} =~ ^corrupted\ data:region=($hex):block=($hex):bad\ byte\ at=4:allocated\ at=t\.c,4:$ ]] ||
+        fail "error 1 '${e[0]}'"
+    R=${BASH_REMATCH[1]}
+    [[ ${e[1]} =~ ^free\ error:region=$R:block=($hex):unallocated\ block:detected\ at=t\.c,6:$ ]] ||
+        fail "error 2 '${e[1]}'"
+    [[ ${e[2]} =~ ^free\ error:region=$R:block=($hex):already\ freed:detected\ at=t\.c,19:$ ]] ||
+        fail "error 3 '${e[2]}'"
+    B=${BASH_REMATCH[1]}
+}
+rc=0
+env -u VMTRACE VMDEBUG=1 ./t > out 2> err9 || rc=$?
+[ "$rc" = 0 ] || fail "VMDEBUG=1 t exited with status $rc"
+echo "--- VMDEBUG=1 t (paper Figure 9):"
+cat err9
+fig9 err9
+env -u VMTRACE VMALLOC_OPTIONS=debug,check=3 ./t > out 2> err9c || fail "check=3: status $?"
+fig9 err9c
+
+if setarch -R true 2> /dev/null; then
+    env -u VMTRACE VMDEBUG=1 setarch -R ./t > out 2> err9a || fail "setarch -R run failed"
+    fig9 err9a
+    env -u VMTRACE VMDEBUG=1,$B setarch -R ./t > out 2> err9b || fail "the watched run failed"
+    echo "--- VMDEBUG=1,$B t:"
+    cat err9b
+    mapfile -t w < err9b
+    [ "${#w[@]}" = 5 ] || fail "the watched run wrote ${#w[@]} lines, want 5"
+    [ "${w[2]}" = "alert:region=$R:block=$B:size=5:just allocated:detected at=t.c,10:" ] ||
+        fail "alert 1 '${w[2]}'"
+    [ "${w[3]}" = "alert:region=$R:block=$B:size=5:being freed:detected at=t.c,12:" ] ||
+        fail "alert 2 '${w[3]}'"
+    printf '%s\n' "${w[0]}" "${w[1]}" "${w[4]}" > err9w
+    fig9 err9w
+else
+    echo "vmfl_fig10: no setarch -R here: the run with a watched address is skipped"
+fi
+
+# ---- Figure 10: the profile --------------------------------------------------------
+env -u VMTRACE VMPROFILE="$work/profile.%p" ./t > out 2> err10 || fail "VMPROFILE run failed"
+[ ! -s err10 ] || { cat err10 >&2; fail "the profiled run wrote to stderr"; }
+profiles=("$work"/profile.*)
+[ "${#profiles[@]}" = 1 ] && [ -s "${profiles[0]}" ] || fail "no profile.PID written"
+echo "--- VMPROFILE=profile.%p t (paper Figure 10):"
+cat "${profiles[0]}"
+mapfile -t p < "${profiles[0]}"
+[ "${#p[@]}" = 6 ] || fail "the profile has ${#p[@]} lines, want 6"
+[ "${p[0]}" = "ALLOCATION USAGE SUMMARY:n_alloc=2:n_free=1:s_alloc=9:s_free=5:" ] || fail "'${p[0]}'"
+[[ ${p[1]} =~ ^region=($hex):n_alloc=2:n_free=1:s_alloc=9:s_free=5:max_busy=9:extent=[0-9]+:$ ]] ||
+    fail "'${p[1]}'"
+R=${BASH_REMATCH[1]}
+[ "${p[2]}" = "file=t.c:n_alloc=2:n_free=1:s_alloc=9:s_free=5:" ] || fail "'${p[2]}'"
+[ "${p[3]}" = "    line=4:region=$R:n_alloc=1:n_free=0:s_alloc=4:s_free=0:" ] || fail "'${p[3]}'"
+[ "${p[4]}" = "    line=10:region=$R:n_alloc=1:n_free=1:s_alloc=5:s_free=5:" ] || fail "'${p[4]}'"
+[[ ${p[5]} =~ ^leak:region=$R:block=$hex:size=4:allocated\ at=t\.c,4:$ ]] || fail "'${p[5]}'"
 echo "vmfl_fig10: ok"

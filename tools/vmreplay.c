@@ -12,7 +12,7 @@
  * getrusage() before and after: CPU time is user+sys of the replay only, and
  * rss_kb is the peak resident set minus the one measured just before. Every
  * allocated block is written (memset) so its pages are really touched, as the
- * paper does. Targets: best, last, pool (one region of that method over
+ * paper does. Targets: best, last, pool, debug, profile (one region of that method over
  * Vmdcsystem per trace region, opened at its first record; Vmlast frees and
  * resizes only its last block, so a refused free is left for vmclear and a
  * refused resize becomes allocate+copy, a move; arena is the
@@ -487,8 +487,8 @@ typedef struct {
     double rss_kb, arena, moves, copied;
 } Result_t;
 
-enum { T_BEST, T_LAST, T_POOL, T_MALLOC };
-static const char* target_names[] = {"best", "last", "pool", "malloc"};
+enum { T_BEST, T_LAST, T_POOL, T_MALLOC, T_DEBUG, T_PROFILE, T_COUNT };
+static const char* target_names[T_COUNT] = {"best", "last", "pool", "malloc", "debug", "profile"};
 static int target = T_BEST;
 
 static const char* curve_path;
@@ -508,7 +508,11 @@ static size_t n_curve;
 static Vmalloc_t* region(uint32_t r)
 {
     if (!rvm[r]) {
-        Vmethod_t* m = target == T_LAST ? Vmlast : target == T_POOL ? Vmpool : Vmbest;
+        Vmethod_t* m = target == T_LAST      ? Vmlast
+                       : target == T_POOL    ? Vmpool
+                       : target == T_DEBUG   ? Vmdebug
+                       : target == T_PROFILE ? Vmprofile
+                                             : Vmbest;
         rvm[r] = vmopen(Vmdcsystem, m, 0);
         if (!rvm[r]) {
             fprintf(stderr, "vmreplay: vmopen failed: %s\n", strerror(errno));
@@ -729,7 +733,7 @@ static void svg_draw(void)
 }
 
 static const char usage[] =
-    "usage: vmreplay [--target best|last|pool|malloc] [--runs N] [--progress]\n"
+    "usage: vmreplay [--target best|last|pool|debug|profile|malloc] [--runs N] [--progress]\n"
     "                [--curve FILE] [--svg FILE [--at BYTES] [--row BYTES]] TRACE\n"
     "       vmreplay --convert OUT TRACE   write TRACE's binary form to OUT\n"
     "       vmreplay --stats TRACE         print the trace summary (paper Table 1) only\n"
@@ -738,8 +742,9 @@ static const char usage[] =
     "binary form) against an allocator and prints one line of key=value figures:\n"
     "  trace target ops allocs frees resizes max_busy cpu_ms user_ms sys_ms rss_kb\n"
     "  arena moves copied unknown_frees\n"
-    "Targets best, last, pool: one region of that method per trace region (arena:\n"
-    "peak of the summed vmstat extents); malloc: the process's malloc, e.g. another\n"
+    "Targets best, last, pool, debug, profile: one region of that method per trace\n"
+    "region (arena: peak of the summed vmstat extents); malloc: the process's malloc,\n"
+    "e.g. another\n"
     "allocator by LD_PRELOAD (arena: peak RSS delta). CPU time is user+sys of the\n"
     "replay alone; --runs N replays N times, each in a fresh process, and prints\n"
     "medians. --curve FILE writes 'op busy_bytes' (requested sizes) about 1000 times.\n"
@@ -807,12 +812,12 @@ int main(int argc, char** argv)
         } else if (!strcmp(a, "--target")) {
             const char* t = argv[++i < argc ? i : argc - 1];
             if (i >= argc)
-                die2("--target needs a value (best, last, pool or malloc)");
+                die2("--target needs a value (best, last, pool, debug, profile or malloc)");
             int k;
-            for (k = 0; k < 4 && strcmp(t, target_names[k]); ++k)
+            for (k = 0; k < T_COUNT && strcmp(t, target_names[k]); ++k)
                 ;
-            if (k == 4)
-                die2("unknown target '%s' (best, last, pool or malloc)", t);
+            if (k == T_COUNT)
+                die2("unknown target '%s' (best, last, pool, debug, profile or malloc)", t);
             target = k;
         } else if (!strcmp(a, "--runs")) {
             runs = number(a, i + 1 < argc ? argv[++i] : NULL);
@@ -850,7 +855,7 @@ int main(int argc, char** argv)
     if (!trace)
         die2("no trace given (see --help)");
     if (svg_path && target == T_MALLOC)
-        die2("--svg draws our regions: use --target best, last or pool");
+        die2("--svg draws our regions: use --target best, last, pool, debug or profile");
 
     load(trace);
     const char* name = trace_name(trace);

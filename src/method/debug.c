@@ -89,7 +89,7 @@ typedef struct db_s {
     int guard;        /* guard-page mode, fixed at vmopen */
     int nwatch;
     void* watch[DB_NWATCH];
-    char* recent[DB_NRECENT];
+    Db_hdr_t* recent[DB_NRECENT]; /* busy: db_retire takes a block out, vmclear all */
     unsigned nextrecent;
     Db_hdr_t* quar[DB_QUARN]; /* ring: quar[qhead] is the oldest */
     size_t qhead, qn, qbytes;
@@ -221,8 +221,15 @@ static void db_corrupted(Vmalloc_t* vm, Db_hdr_t* h, long at)
 
 /* ---- checking a block ----------------------------------------------------- */
 
+/* The first byte of [p, e) that is not v, or NULL; eight at a time. */
 static const unsigned char* db_bad(const unsigned char* p, const unsigned char* e, unsigned v)
 {
+    uint64_t all = 0x0101010101010101ull * (uint8_t)v, w;
+    for (; e - p >= 8; p += 8) {
+        memcpy(&w, p, 8);
+        if (w != all)
+            break;
+    }
     for (; p < e; ++p)
         if (*p != v)
             return p;
@@ -353,11 +360,9 @@ static void db_entry(Vmalloc_t* vm)
     }
     if (st->guard)
         return;
-    for (int i = 0; i < DB_NRECENT; ++i) {
-        Db_hdr_t* h = st->recent[i] ? db_lookup(vm, st->recent[i]) : NULL;
-        if (h && h->state == DB_BUSY)
-            (void)db_check_block(vm, h);
-    }
+    for (int i = 0; i < DB_NRECENT; ++i)
+        if (st->recent[i] && !st->recent[i]->reported)
+            (void)db_check_block(vm, st->recent[i]);
 }
 
 /* ---- making and retiring blocks ------------------------------------------------ */
@@ -418,7 +423,7 @@ static char* db_make(Vmalloc_t* vm, size_t size, size_t align)
     db_seal(vm, h);
     memset(u, DB_NEW, size);
     db_fill_guards(h);
-    st->recent[st->nextrecent++ % DB_NRECENT] = u;
+    st->recent[st->nextrecent++ % DB_NRECENT] = h;
     return u;
 }
 
@@ -448,7 +453,7 @@ static void db_retire(Vmalloc_t* vm, Db_hdr_t* h)
     Db_t* st = db_state(vm);
     char* u = db_user(h);
     for (int i = 0; i < DB_NRECENT; ++i)
-        if (st->recent[i] == u)
+        if (st->recent[i] == h)
             st->recent[i] = NULL;
     h->state = DB_FREE;
     h->reported = 0;
