@@ -37,6 +37,10 @@ static inline void vm_unlock(Vmalloc_t* vm, int locked)
         pthread_mutex_unlock(&vm->lock);
 }
 
+int vm_region_lock(Vmalloc_t* vm) { return vm_lock(vm); }
+
+void vm_region_unlock(Vmalloc_t* vm, int locked) { vm_unlock(vm, locked); }
+
 static int vm_event(Vmalloc_t* vm, Vmdisc_t* disc, int type, void* obj)
 {
     return disc && disc->exceptf ? disc->exceptf(vm, type, obj, disc) : 0;

@@ -247,6 +247,10 @@ int vm_seg_enter(Vmalloc_t* vm, Vmseg_t* seg);
 size_t vm_round(const Vmdisc_t* disc);
 
 /* region.c */
+/* Hold a region as the core does around a method call (for vmprofile's
+ * writer and Vmdebug's check at exit); the answer goes to the unlock. */
+int vm_region_lock(Vmalloc_t* vm);
+void vm_region_unlock(Vmalloc_t* vm, int locked);
 /* vmfree without the VM_BADADDR event: for probing whether vm owns block. */
 int vm_free_quiet(Vmalloc_t* vm, void* block);
 /* vmresize without the VM_BADADDR event: NULL with EINVAL for a bad address. */
@@ -355,6 +359,10 @@ char* vm_inner_place(Vminner_t* in, size_t hsize, size_t n, size_t align, size_t
 char* vm_inner_place_lead(Vminner_t* in, size_t total, size_t align, size_t lead);
 /* The header of the inner block ib of ibsize usable bytes, or NULL. */
 char* vm_inner_head(const Vminner_t* in, char* ib, size_t ibsize);
+/* n_free, s_free, m_free, m_busy of the outer region's statf: the inner
+ * region's (its busy blocks are a little larger than the blocks they hold,
+ * so m_busy is an upper bound). */
+int vm_inner_stat(Vminner_t* in, Vmstat_t* st);
 /* Forget the marker of ib (before giving the block back). */
 void vm_inner_wipe(char* ib);
 /* vmclear of the outer region, from its clearf: the core has renewed the

@@ -286,7 +286,9 @@ static void test_watch(void)
     vmclose(vm);
 }
 
-static void test_abort(void)
+/* In a child, on a fresh Vmdebug region with flags: does bad(vm) kill it
+ * with signal sig? */
+static int t_dies(int flags, void (*bad)(Vmalloc_t*), int sig)
 {
     fflush(stdout);
     pid_t pid = fork();
@@ -294,30 +296,7 @@ static void test_abort(void)
     if (pid == 0) {
         int fd = open("/dev/null", O_WRONLY);
         dup2(fd, 2);
-        Vmalloc_t* vm = vmopen(Vmdcsystem, Vmdebug, VM_DBABORT);
-        char* p = vmalloc(vm, 10);
-        vmfree(vm, p);
-        vmfree(vm, p);
-        _exit(0);
-    }
-    int status;
-    waitpid(pid, &status, 0);
-    EXPECT(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT,
-           "VM_DBABORT: the child ended with status 0x%x, not SIGABRT", status);
-}
-
-/* ---- guard pages ------------------------------------------------------------- */
-
-/* In a child: the write must fault. 1 if it did. */
-static int t_faults(void (*bad)(Vmalloc_t*))
-{
-    fflush(stdout);
-    pid_t pid = fork();
-    CHECK(pid >= 0, "fork failed");
-    if (pid == 0) {
-        int fd = open("/dev/null", O_WRONLY);
-        dup2(fd, 2);
-        Vmalloc_t* vm = vmopen(Vmdcsystem, Vmdebug, VM_DBGUARD);
+        Vmalloc_t* vm = vmopen(Vmdcsystem, Vmdebug, flags);
         if (!vm)
             _exit(3);
         bad(vm);
@@ -325,8 +304,22 @@ static int t_faults(void (*bad)(Vmalloc_t*))
     }
     int status;
     waitpid(pid, &status, 0);
-    return WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV;
+    return WIFSIGNALED(status) && WTERMSIG(status) == sig;
 }
+
+static void double_free_now(Vmalloc_t* vm)
+{
+    char* p = vmalloc(vm, 10);
+    vmfree(vm, p);
+    vmfree(vm, p);
+}
+
+static void test_abort(void)
+{
+    EXPECT(t_dies(VM_DBABORT, double_free_now, SIGABRT), "VM_DBABORT: no SIGABRT");
+}
+
+/* ---- guard pages ------------------------------------------------------------- */
 
 static void guard_overflow(Vmalloc_t* vm)
 {
@@ -343,8 +336,8 @@ static void guard_use_after_free(Vmalloc_t* vm)
 
 static void test_guard(void)
 {
-    EXPECT(t_faults(guard_overflow), "an overflow into the guard page did not fault");
-    EXPECT(t_faults(guard_use_after_free), "a write after free did not fault");
+    EXPECT(t_dies(VM_DBGUARD, guard_overflow, SIGSEGV), "an overflow into the guard page did not fault");
+    EXPECT(t_dies(VM_DBGUARD, guard_use_after_free, SIGSEGV), "a write after free did not fault");
     /* Blocks are 16-aligned, so a size that is not a multiple of 16 leaves
      * slack before the guard page: overflows there are seen at the free. */
     test_table(VM_DBGUARD);

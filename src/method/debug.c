@@ -605,17 +605,7 @@ static int db_clear(Vmalloc_t* vm)
 
 static int db_compact(Vmalloc_t* vm) { return vmcompact(db_state(vm)->in.vm); }
 
-static int db_stat(Vmalloc_t* vm, Vmstat_t* st)
-{
-    Vmstat_t in;
-    if (vmstat(db_state(vm)->in.vm, &in) < 0)
-        return -1;
-    st->n_free = in.n_free;
-    st->s_free = in.s_free;
-    st->m_free = in.m_free;
-    st->m_busy = in.m_busy; /* an inner block is larger than the block it holds */
-    return 0;
-}
+static int db_stat(Vmalloc_t* vm, Vmstat_t* st) { return vm_inner_stat(&db_state(vm)->in, st); }
 
 static int db_walk(Vmalloc_t* vm, Vmvisit_f visit, void* arg)
 {
@@ -675,12 +665,9 @@ __attribute__((destructor)) static void db_at_exit(void)
     for (Vmalloc_t* vm = vm_list; vm; vm = vm->next) {
         if (vm->meth != &vm_debug_method)
             continue;
-        int locked = !(vm->flags & VM_TRUST);
-        if (locked)
-            pthread_mutex_lock(&vm->lock);
+        int locked = vm_region_lock(vm);
         (void)db_check_all(vm);
-        if (locked)
-            pthread_mutex_unlock(&vm->lock);
+        vm_region_unlock(vm, locked);
     }
     pthread_mutex_unlock(&vm_list_lock);
 }

@@ -128,6 +128,18 @@ char* vm_inner_head(const Vminner_t* in, char* ib, size_t ibsize)
 
 void vm_inner_wipe(char* ib) { memset(ib, 0, sizeof(Inner_mark_t)); }
 
+int vm_inner_stat(Vminner_t* in, Vmstat_t* st)
+{
+    Vmstat_t is;
+    if (vmstat(in->vm, &is) < 0)
+        return -1;
+    st->n_free = is.n_free;
+    st->s_free = is.s_free;
+    st->m_free = is.m_free;
+    st->m_busy = is.m_busy;
+    return 0;
+}
+
 int vm_inner_clear(Vminner_t* in, Vmvisit_f visit, void* arg)
 {
     Vmalloc_t* out = in->outer;

@@ -337,17 +337,7 @@ static int pf_clear(Vmalloc_t* vm)
 
 static int pf_compact(Vmalloc_t* vm) { return vmcompact(pf_state(vm)->in.vm); }
 
-static int pf_stat(Vmalloc_t* vm, Vmstat_t* st)
-{
-    Vmstat_t in;
-    if (vmstat(pf_state(vm)->in.vm, &in) < 0)
-        return -1;
-    st->n_free = in.n_free;
-    st->s_free = in.s_free;
-    st->m_free = in.m_free;
-    st->m_busy = in.m_busy;
-    return 0;
-}
+static int pf_stat(Vmalloc_t* vm, Vmstat_t* st) { return vm_inner_stat(&pf_state(vm)->in, st); }
 
 static int pf_check(Vmalloc_t* vm)
 {
@@ -457,20 +447,6 @@ static void pf_sort(Pf_rec_t* r, size_t n)
 
 static inline int pf_is_profile(Vmalloc_t* vm) { return vm->meth == &vm_profile_method; }
 
-static inline int pf_lock(Vmalloc_t* vm)
-{
-    if (vm->flags & VM_TRUST)
-        return 0;
-    pthread_mutex_lock(&vm->lock);
-    return 1;
-}
-
-static inline void pf_unlock(Vmalloc_t* vm, int locked)
-{
-    if (locked)
-        pthread_mutex_unlock(&vm->lock);
-}
-
 /* The regions to write: vm alone, or every open Vmprofile region (list lock
  * held by the caller). k-th of them, or NULL past the last. */
 static Vmalloc_t* pf_region(Vmalloc_t* vm, size_t k)
@@ -561,9 +537,9 @@ int vm_profile_write(Vmalloc_t* vm, int fd)
     o->len = 0;
     size_t nreg = 0, nsites = 0;
     for (Vmalloc_t* v; (v = pf_region(vm, nreg)); ++nreg) {
-        int locked = pf_lock(v);
+        int locked = vm_region_lock(v);
         nsites += pf_state(v)->nsites + 1;
-        pf_unlock(v, locked);
+        vm_region_unlock(v, locked);
     }
     size_t cap = nsites + 64, bytes = vm_align_up(cap * sizeof(Pf_rec_t), vm_os_pagesize());
     Pf_rec_t* rec = vm_os_map(bytes);
@@ -575,7 +551,7 @@ int vm_profile_write(Vmalloc_t* vm, int fd)
     size_t n = 0, na = 0, nf = 0, sa = 0, sf = 0;
     for (size_t k = 0; k < nreg; ++k) {
         Vmalloc_t* v = pf_region(vm, k);
-        int locked = pf_lock(v);
+        int locked = vm_region_lock(v);
         Pf_t* st = pf_state(v);
         na += st->n_alloc;
         nf += st->n_free;
@@ -590,14 +566,14 @@ int vm_profile_write(Vmalloc_t* vm, int fd)
                                       s->n_alloc, s->n_free, s->s_alloc, s->s_free};
             }
         }
-        pf_unlock(v, locked);
+        vm_region_unlock(v, locked);
     }
     char* p = pf_line(o);
     p = vm_put_str(p, p + 100, "ALLOCATION USAGE SUMMARY:");
     pf_done(o, pf_counts(p, p + 900, na, nf, sa, sf));
     for (size_t k = 0; k < nreg; ++k) {
         Vmalloc_t* v = pf_region(vm, k);
-        int locked = pf_lock(v);
+        int locked = vm_region_lock(v);
         Pf_t* st = pf_state(v);
         p = pf_line(o);
         char* end = p + 1000;
@@ -607,7 +583,7 @@ int vm_profile_write(Vmalloc_t* vm, int fd)
         p = pf_counts(p, end, st->n_alloc, st->n_free, st->s_alloc, st->s_free);
         p = vm_put_field(p, end, "max_busy=", v->max_busy);
         p = vm_put_field(p, end, "extent=", v->extent);
-        pf_unlock(v, locked);
+        vm_region_unlock(v, locked);
         pf_done(o, p);
     }
     pf_sort(rec, n);
@@ -619,9 +595,9 @@ int vm_profile_write(Vmalloc_t* vm, int fd)
     for (size_t k = 0; k < nreg; ++k) {
         Vmalloc_t* v = pf_region(vm, k);
         Pf_leaks_t l = {o, 0};
-        int locked = pf_lock(v);
+        int locked = vm_region_lock(v);
         (void)pf_each(v, pf_leak, &l);
-        pf_unlock(v, locked);
+        vm_region_unlock(v, locked);
         if (l.n > PF_MAXLEAKS) {
             p = pf_line(o);
             p = vm_put_str(p, p + 100, "leak:region=");
