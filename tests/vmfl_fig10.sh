@@ -140,4 +140,24 @@ R=${BASH_REMATCH[1]}
 [ "${p[3]}" = "    line=4:region=$R:n_alloc=1:n_free=0:s_alloc=4:s_free=0:" ] || fail "'${p[3]}'"
 [ "${p[4]}" = "    line=10:region=$R:n_alloc=1:n_free=1:s_alloc=5:s_free=5:" ] || fail "'${p[4]}'"
 [[ ${p[5]} =~ ^leak:region=$R:block=$hex:size=4:allocated\ at=t\.c,4:$ ]] || fail "'${p[5]}'"
+
+# ---- beyond the paper: an uninstrumented program's call sites ---------------------
+# No -DVMFL: sites come from return addresses, named by function (-rdynamic),
+# and tools/vmsites.sh finds their file:line with addr2line (-g).
+cat > u.c <<'EOF2'
+#include <stdlib.h>
+char* keep;
+int main(void) { keep = malloc(100); return 0; }
+EOF2
+"$cc" -g -O0 -rdynamic u.c -L"$libdir" -Wl,-rpath,"$libdir" -lvmalloc -o u 2> cc.err ||
+    { cat cc.err >&2; fail "cc u.c failed"; }
+env -u VMTRACE VMPROFILE="$work/uprofile" ./u || fail "VMPROFILE ./u failed"
+grep -Eq "^    line=0:region=$hex:n_alloc=1:n_free=0:s_alloc=100:s_free=0:at=main\+0x[0-9a-f]+:in=[^:]*u\+0x[0-9a-f]+:\$" uprofile ||
+    { cat uprofile >&2; fail "no site at=main+0x... for u.c's malloc"; }
+grep -Eq "^leak:region=$hex:block=$hex:size=100:allocated at=main\+0x[0-9a-f]+:\$" uprofile ||
+    fail "no leak line for u.c's block"
+if command -v addr2line > /dev/null; then
+    "$(dirname "$0")/../tools/vmsites.sh" uprofile > usites
+    grep -q ":src=[^:]*u\.c:3:\$" usites || { cat usites >&2; fail "vmsites.sh found no u.c:3"; }
+fi
 echo "vmfl_fig10: ok"

@@ -360,9 +360,13 @@ static void db_entry(Vmalloc_t* vm)
     }
     if (st->guard)
         return;
-    for (int i = 0; i < DB_NRECENT; ++i)
-        if (st->recent[i] && !st->recent[i]->reported)
-            (void)db_check_block(vm, st->recent[i]);
+    /* A header an underflow has reached no longer checks: its block is left
+     * alone (its free will say "unallocated block") rather than trusted. */
+    for (int i = 0; i < DB_NRECENT; ++i) {
+        Db_hdr_t* h = st->recent[i];
+        if (h && !h->reported && db_sealed(vm, h))
+            (void)db_check_block(vm, h);
+    }
 }
 
 /* ---- making and retiring blocks ------------------------------------------------ */
