@@ -363,6 +363,9 @@ char* vm_inner_head(const Vminner_t* in, char* ib, size_t ibsize);
  * region's (its busy blocks are a little larger than the blocks they hold,
  * so m_busy is an upper bound). */
 int vm_inner_stat(Vminner_t* in, Vmstat_t* st);
+/* The outer region is being closed (its closef): the inner region lets go
+ * of what lies outside its segments; its segments go with the outer ones. */
+void vm_inner_close(Vminner_t* in);
 /* Forget the marker of ib (before giving the block back). */
 void vm_inner_wipe(char* ib);
 /* vmclear of the outer region, from its clearf: the core has renewed the

@@ -607,6 +607,8 @@ static int db_clear(Vmalloc_t* vm)
     return vm_inner_clear(&st->in, st->guard ? db_unprotect_inner : NULL, vm);
 }
 
+static void db_close(Vmalloc_t* vm) { vm_inner_close(&db_state(vm)->in); }
+
 static int db_compact(Vmalloc_t* vm) { return vmcompact(db_state(vm)->in.vm); }
 
 static int db_stat(Vmalloc_t* vm, Vmstat_t* st) { return vm_inner_stat(&db_state(vm)->in, st); }
@@ -658,6 +660,7 @@ Vmethod_t vm_debug_method = {
     .statf = db_stat,
     .walkf = db_walk,
     .checkf = db_check,
+    .closef = db_close,
 };
 
 Vmethod_t* Vmdebug = &vm_debug_method;

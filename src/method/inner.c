@@ -128,6 +128,12 @@ char* vm_inner_head(const Vminner_t* in, char* ib, size_t ibsize)
 
 void vm_inner_wipe(char* ib) { memset(ib, 0, sizeof(Inner_mark_t)); }
 
+void vm_inner_close(Vminner_t* in)
+{
+    if (in->vm && in->vm->meth->closef)
+        in->vm->meth->closef(in->vm);
+}
+
 int vm_inner_stat(Vminner_t* in, Vmstat_t* st)
 {
     Vmstat_t is;

@@ -335,6 +335,8 @@ static int pf_clear(Vmalloc_t* vm)
     return vm_inner_clear(&pf_state(vm)->in, pf_walk_inner, &w);
 }
 
+static void pf_close(Vmalloc_t* vm) { vm_inner_close(&pf_state(vm)->in); }
+
 static int pf_compact(Vmalloc_t* vm) { return vmcompact(pf_state(vm)->in.vm); }
 
 static int pf_stat(Vmalloc_t* vm, Vmstat_t* st) { return vm_inner_stat(&pf_state(vm)->in, st); }
@@ -360,6 +362,7 @@ Vmethod_t vm_profile_method = {
     .statf = pf_stat,
     .walkf = pf_walk,
     .checkf = pf_check,
+    .closef = pf_close,
 };
 
 Vmethod_t* Vmprofile = &vm_profile_method;
