@@ -18,7 +18,9 @@ sed -n 's/.*:in=\(.*\)+\(0x[0-9a-f]*\):$/\1 \2/p' "$tmp/profile" | sort -u > "$t
 cut -d' ' -f1 "$tmp/sites" | sort -u | while read -r mod; do
   [ -r "$mod" ] || continue
   grep -F "$mod " "$tmp/sites" | awk -v m="$mod" '$1 == m { print $2 }' > "$tmp/offs"
-  addr2line -e "$mod" < "$tmp/offs" | paste -d' ' "$tmp/offs" - |
+  # A return address is the instruction after the call: ask for the byte before.
+  while read -r off; do printf '0x%x\n' $((off - 1)); done < "$tmp/offs" |
+    addr2line -e "$mod" | paste -d' ' "$tmp/offs" - |
     awk -v m="$mod" '{ print m "+" $1 " " $2 }' >> "$tmp/resolved"
 done
 awk 'NR == FNR { src[$1] = $2; next }
