@@ -338,6 +338,18 @@ static void test_guard(void)
 {
     EXPECT(t_dies(VM_DBGUARD, guard_overflow, SIGSEGV), "an overflow into the guard page did not fault");
     EXPECT(t_dies(VM_DBGUARD, guard_use_after_free, SIGSEGV), "a write after free did not fault");
+    /* Guard pages in a user's buffer: after vmclose the whole buffer is
+     * the user's again, accessible, blocks freed or not. */
+    static char buffer[(size_t)4 << 20];
+    static Sh_disc_t bd;
+    sh_buf_init(&bd, buffer, sizeof buffer, 4096);
+    Vmalloc_t* vm = vmopen(&bd.disc, Vmdebug, VM_DBGUARD);
+    CHECK(vm, "vmopen over a buffer with VM_DBGUARD failed");
+    char* kept = vmalloc(vm, 100);
+    char* freed = vmalloc(vm, 5000);
+    CHECK(kept && freed && vmfree(vm, freed) == 0, "guard-page blocks in a buffer failed");
+    CHECK(vmclose(vm) == 0, "vmclose failed");
+    memset(buffer, 1, sizeof buffer); /* faults if a page stayed inaccessible */
     /* Blocks are 16-aligned, so a size that is not a multiple of 16 leaves
      * slack before the guard page: overflows there are seen at the free. */
     test_table(VM_DBGUARD);

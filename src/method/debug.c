@@ -607,7 +607,15 @@ static int db_clear(Vmalloc_t* vm)
     return vm_inner_clear(&st->in, st->guard ? db_unprotect_inner : NULL, vm);
 }
 
-static void db_close(Vmalloc_t* vm) { vm_inner_close(&db_state(vm)->in); }
+/* Pages go back to the discipline accessible: a user's buffer is the user's
+ * again after vmclose. */
+static void db_close(Vmalloc_t* vm)
+{
+    Db_t* st = db_state(vm);
+    if (st->guard)
+        (void)vmwalk(st->in.vm, db_unprotect_inner, vm);
+    vm_inner_close(&st->in);
+}
 
 static int db_compact(Vmalloc_t* vm) { return vmcompact(db_state(vm)->in.vm); }
 
