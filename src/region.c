@@ -22,7 +22,6 @@ pthread_mutex_t vm_list_lock = PTHREAD_MUTEX_INITIALIZER;
 pthread_mutex_t vm_cache_lock = PTHREAD_MUTEX_INITIALIZER;
 Vmalloc_t* vm_list; /* regions made by vmopen; Vmheap is not on it */
 
-
 static inline int vm_lock(Vmalloc_t* vm)
 {
     if (vm->flags & VM_TRUST)
