@@ -207,28 +207,6 @@ int vm_free_quiet(Vmalloc_t* vm, void* block)
     return vm_free_call(vm, block, 0);
 }
 
-/* realloc's common case for a method with lock-free paths: a block that
- * stays in its size class, or moves by a lock-free allocate, copy and free.
- * NULL: take the locked path. */
-static void* vm_resize_fast(Vmalloc_t* vm, void* block, size_t size)
-{
-    long old = vm->meth->fastsizef(vm, block);
-    if (old < 0 || size > VM_MAXSIZE)
-        return NULL;
-    if (size <= (size_t)old && (size > (size_t)old / 2 || old <= 128))
-        return block; /* little to gain by moving */
-    /* The paper's growth slack: a block that grows and must move gets room
-     * to grow again, so a block grown step by step moves O(log n) times. */
-    size_t want = size > (size_t)old && size < 2 * (size_t)old ? 2 * (size_t)old : size;
-    void* p = vm->meth->fastallocf(vm, want, 0);
-    if (!p)
-        return NULL;
-    memcpy(p, block, size < (size_t)old ? size : (size_t)old);
-    if (vm->meth->fastfreef(vm, block) != 0)
-        (void)vm_free_call(vm, block, 1);
-    return p;
-}
-
 /* vmresize, announcing a bad address to the discipline or not. */
 static void* vm_resize_call(Vmalloc_t* vm, void* block, size_t size, int type, int announce)
 {
@@ -243,8 +221,9 @@ static void* vm_resize_call(Vmalloc_t* vm, void* block, size_t size, int type, i
         (void)vmfree(vm, block);
         return NULL;
     }
-    if ((type & ~VM_RSMOVE) == VM_RSCOPY && vm->meth->fastsizef && vm_fast_ok(vm)) {
-        void* p = vm_resize_fast(vm, block, size);
+    if ((type & ~VM_RSMOVE) == VM_RSCOPY && vm->meth->fastresizef && vm_fast_ok(vm) &&
+        size <= VM_MAXSIZE) {
+        void* p = vm->meth->fastresizef(vm, block, size);
         if (p) {
             vm_caller_forget();
             return p;

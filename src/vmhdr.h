@@ -109,14 +109,13 @@ struct _vmethod_s {
      *   fastallocf  a block as allocf would give, or NULL: take the locked path;
      *   fastfreef   0 when freed, anything else: take the locked path (which
      *               validates again and reports);
-     *   fastsizef   sizef's answer for a busy block, or -1: ask sizef. With it,
-     *               the core may serve realloc-style resizes itself: in place
-     *               while the new size fits and is over half the old (or the
-     *               block is at most 128 bytes), else allocate, copy, free.
-     * fastallocf and fastfreef come together; fastsizef is optional. */
+     *   fastresizef a realloc-style resize (VM_RSCOPY: may move, keeps the
+     *               content; size > 0) of a busy block, or NULL: take the
+     *               locked path (the block is then as it was).
+     * fastallocf and fastfreef come together; fastresizef is optional. */
     void* (*fastallocf)(Vmalloc_t* vm, size_t size, size_t align);
     int (*fastfreef)(Vmalloc_t* vm, void* block);
-    long (*fastsizef)(Vmalloc_t* vm, void* block);
+    void* (*fastresizef)(Vmalloc_t* vm, void* block, size_t size);
     /* Optional. The region is about to be closed (unlocked, no calls in
      * progress): let go of anything outside its segments. */
     void (*closef)(Vmalloc_t* vm);
@@ -395,7 +394,7 @@ int vm_profile_write(Vmalloc_t* vm, int fd);
 extern Vmethod_t vm_best_method, vm_pool_method, vm_last_method;
 extern Vmethod_t vm_debug_method, vm_profile_method;
 extern Vmdisc_t vm_dc_system, vm_dc_sbrk, vm_dc_heap;
-extern Vmdisc_t vm_dc_system_aligned; /* Vmdcsystem, new segments aligned to 64 KiB */
+extern Vmdisc_t vm_dc_system_aligned; /* Vmdcsystem, new segments aligned to 128 KiB */
 extern Vmalloc_t* vm_heap_region(void); /* the static Vmheap object */
 
 /* os.c — the only file that talks to the kernel. Sizes are multiples of the

@@ -329,10 +329,10 @@ static void test_resize(void)
     CHECK(vmfree(vm, z) == 0, "vmfree");
 
     /* Type 0: in place or NULL with the block intact. a is hemmed in by b.
-     * Blocks above Vmbest's small classes (4 KiB), which have neighbours. */
-    char* a = vmalloc(vm, 5000);
-    char* b = vmalloc(vm, 5000);
-    char* c = vmalloc(vm, 5000);
+     * Blocks above Vmbest's size classes (16 KiB), which have neighbours. */
+    char* a = vmalloc(vm, 20000);
+    char* b = vmalloc(vm, 20000);
+    char* c = vmalloc(vm, 20000);
     CHECK(a && b && c, "vmalloc");
     fill(a, 200, 1);
     fill(b, 200, 2);

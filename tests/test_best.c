@@ -12,18 +12,18 @@
  * pass as a busy block (found by the shadow model with other seeds). */
 static void regress_stale_header(void)
 {
-    /* Sizes above the small classes (4 KiB): blocks with headers. */
+    /* Sizes above the size classes (16 KiB): blocks with headers. */
     Vmalloc_t* vm = vmopen(Vmdcsystem, Vmbest, 0);
-    char* a = vmalloc(vm, 5000);
-    char* b = vmalloc(vm, 4800);
-    char* c = vmalloc(vm, 4400);
+    char* a = vmalloc(vm, 20000);
+    char* b = vmalloc(vm, 19200);
+    char* c = vmalloc(vm, 17600);
     if (!vm || !a || !b || !c || b <= a) {
         fprintf(stderr, "test_best: stale-header setup failed\n");
         exit(1);
     }
     vmfree(vm, a);
     vmfree(vm, b); /* b merges into a */
-    char* x = vmalloc(vm, (size_t)(b - a) + 4800);
+    char* x = vmalloc(vm, (size_t)(b - a) + 19200);
     uint64_t h;
     memcpy(&h, b - 16, sizeof h);
     h |= 1;

@@ -32,13 +32,13 @@ static int count_badaddr(Vmalloc_t* vm, int type, void* obj, Vmdisc_t* disc)
     return 0;
 }
 
-/* Sizes up to 4 KiB are rounded to classes: at most 12.5% above 256 bytes,
+/* Sizes up to 16 KiB are rounded to classes: at most 12.5% above 256 bytes,
  * at most 15 bytes below; every block is 16-byte aligned. */
 static void test_classes(void)
 {
     Vmalloc_t* vm = vmopen(Vmdcsystem, Vmbest, 0);
     CHECK(vm, "vmopen");
-    for (size_t n = 0; n <= 4096; n += (n < 300 ? 1 : 7)) {
+    for (size_t n = 0; n <= 17000; n += (n < 300 ? 1 : n < 4096 ? 7 : 61)) {
         char* p = vmalloc(vm, n);
         CHECK(p && ((uintptr_t)p & 15) == 0, "vmalloc(%zu) = %p", n, (void*)p);
         long got = vmsize(vm, p);

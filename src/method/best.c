@@ -412,7 +412,7 @@ static int best_grow(Vmalloc_t* vm, size_t size)
     /* Half the arena outside the small-block pages, and room for the block
      * to double: few segments, and a block growing at the end of the new one
      * grows in place for a while. */
-    size_t pages = best_state(vm)->pg.npages * PG_SIZE;
+    size_t pages = best_state(vm)->pg.pagebytes;
     size_t want = (vm->extent > pages ? vm->extent - pages : 0) / 2;
     if (want < 2 * (size + BEST_HDR))
         want = 2 * (size + BEST_HDR);
@@ -543,6 +543,8 @@ static inline Pgstate_t* best_pages(Vmalloc_t* vm)
     return &st->pg;
 }
 
+static void* best_alloc_fit(Vmalloc_t* vm, size_t size, size_t align);
+
 static void* best_alloc(Vmalloc_t* vm, size_t size, size_t align)
 {
     Pgstate_t* pg = best_pages(vm);
@@ -552,6 +554,12 @@ static void* best_alloc(Vmalloc_t* vm, size_t size, size_t align)
             return p;
         vm->fault = 0; /* no page: try the shared segments */
     }
+    return best_alloc_fit(vm, size, align);
+}
+
+/* A block of the best-fit layer (never a small-block page). */
+static void* best_alloc_fit(Vmalloc_t* vm, size_t size, size_t align)
+{
     if (align <= VM_ALIGN) {
         if (size >= BEST_HUGE) {
             void* p = best_huge_alloc(vm, size, 0);
@@ -770,6 +778,16 @@ static void* best_resize_small(Vmalloc_t* vm, void* p, long old, size_t size, in
     /* Growth slack (the paper's): a growing block that must move gets twice
      * its old room, so a block grown step by step moves O(log n) times. */
     size_t want = size > (size_t)old && size < 2 * (size_t)old ? 2 * (size_t)old : size;
+    if (pg_grows_out((size_t)old, want) && (type & VM_RSMOVE)) {
+        /* Out of the pages: a best-fit block can grow in place from now on. */
+        void* q = best_alloc_fit(vm, want, 0);
+        if (!q)
+            return NULL;
+        if (type & VM_RSCOPY)
+            memcpy(q, p, (size_t)old);
+        (void)pg_free(vm, best_pages(vm), p);
+        return q;
+    }
     return vm_resize_move(vm, p, (size_t)old, want, type);
 }
 
@@ -1122,7 +1140,7 @@ Vmethod_t vm_best_method = {
     .checkf = best_check,
     .fastallocf = pg_fastallocf,
     .fastfreef = pg_fastfreef,
-    .fastsizef = pg_fastsizef,
+    .fastresizef = pg_fastresizef,
     .closef = best_close,
 };
 Vmethod_t* Vmbest = &vm_best_method;

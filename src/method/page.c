@@ -57,9 +57,12 @@
 
 #define PG_SEGINFO 64  /* the segment's counters, in page 0 */
 #define PG_DESCS 128   /* the pages' descriptors, in page 0, 64 bytes each */
-#define PG_MINSEG 4   /* pages in the first page segment of a region; then x1.5 */
-#define PG_MAXSEG 60  /* and at most (1.9 MiB, headers in 4 KiB): the arena overshoots by at most a third */
-#define PG_DIRTYMIN 1024 /* pages (32 MiB) of empty memory kept unpurged, or active / 2 */
+/* Pages in the first page segment of a kind, then x1.5, at most (the
+ * headers fit in 4 KiB; a segment is at most ~2 MiB): the arena overshoots
+ * by at most a third. */
+static const size_t pg_minseg[2] = {4, 2}, pg_maxseg[2] = {60, 16};
+#define PG_MAXSEG 60
+#define PG_DIRTYMIN ((size_t)32 << 20) /* empty bytes kept unpurged, or half the active ones */
 #define PG_TICK_MS 1000
 
 enum { PG_EMPTY = 0, PG_ACTIVE = 1 };
@@ -73,7 +76,8 @@ struct pg_page {
     uint16_t cls, cap, start, used, nfree;
     uint16_t bump;         /* written under the lock, read by the fast free: atomic */
     uint8_t state, dirty;
-    char pad[64 - 62];     /* 64 bytes: a page's index is its descriptor's */
+    uint8_t kind;          /* 0: a PG_SIZE page, 1: a PG_LSIZE page */
+    char pad[64 - 63];     /* 64 bytes: a page's index is its descriptor's */
 };
 
 /* A page segment's counters, at page 0 + PG_SEGINFO; its pages' descriptors
@@ -82,7 +86,8 @@ struct pg_page {
 typedef struct {
     uint32_t npages, nactive;
     Vmseg_t* seg;
-    char* first; /* page 0 */
+    char* first;   /* page 0 */
+    unsigned kind; /* its pages' */
 } Pgseg_t;
 
 typedef struct {
@@ -109,12 +114,17 @@ _Static_assert(PG_SEGINFO + sizeof(Pgseg_t) <= PG_DESCS, "segment counters too b
 _Static_assert(PG_DESCS + PG_MAXSEG * 64 <= 4096, "a segment's headers fit in its first OS page");
 
 static const uint16_t pg_csize[PG_NCLASS] = {
-    16,  32,  48,  64,  80,  96,  112, 128, 144,  160,  176,  192,  208,  224,
-    240, 256, 288, 320, 352, 384, 416, 448, 480,  512,  576,  640,  704,  768,
-    832, 896, 960, 1024, 1152, 1280, 1408, 1536, 1664, 1792, 1920, 2048,
+    16,   32,   48,   64,    80,    96,    112,   128,   144,  160,  176,  192,  208,
+    224,  240,  256,  288,   320,   352,   384,   416,   448,  480,  512,  576,  640,
+    704,  768,  832,  896,   960,   1024,  1152,  1280,  1408, 1536, 1664, 1792, 1920,
+    2048, 2304, 2560, 2816,  3072,  3328,  3584,  3840,  4096, 4608, 5120, 5632, 6144,
+    6656, 7168, 7680, 8192,  9216,  10240, 11264, 12288, 13312, 14336, 15360, 16384,
 };
 
-/* The class of a request of n <= PG_MAXSMALL bytes. */
+static inline unsigned pg_kind_of(unsigned k) { return k >= PG_NSMALL; }
+static inline size_t pg_psize(unsigned kind) { return kind ? PG_LSIZE : PG_SIZE; }
+
+/* The class of a request of n <= PG_MAXCLASS bytes. */
 static inline unsigned pg_class(size_t n)
 {
     if (n <= 256)
@@ -126,7 +136,7 @@ static inline unsigned pg_class(size_t n)
 static inline uint32_t pg_cache_max(unsigned k)
 {
     uint32_t m = (uint32_t)((32u << 10) / pg_csize[k]);
-    return m < 8 ? 8 : m > 256 ? 256 : m;
+    return m < 4 ? 4 : m > 256 ? 256 : m;
 }
 
 /* ---- the page map: is an address in a page? ------------------------------ */
@@ -150,7 +160,10 @@ static inline size_t pg_index_of(const Pgpage_t* d)
 {
     return (size_t)(d - (const Pgpage_t*)(pg_first_of(d) + PG_DESCS));
 }
-static inline char* pg_page_addr(const Pgpage_t* d) { return pg_first_of(d) + pg_index_of(d) * PG_SIZE; }
+static inline char* pg_page_addr(const Pgpage_t* d)
+{
+    return pg_first_of(d) + pg_index_of(d) * pg_psize(d->kind);
+}
 static inline Pgseg_t* pg_info_of(const Pgpage_t* d) { return (Pgseg_t*)(pg_first_of(d) + PG_SEGINFO); }
 
 /* The page holding p, or NULL if p is in no page. O(1), reads no memory of p. */
@@ -159,15 +172,16 @@ static inline Pgpage_t* pg_page_of(const void* p)
     uintptr_t a = (uintptr_t)p;
     uint8_t* leaf = pg_map_leaf(a);
     unsigned v = leaf ? __atomic_load_n(&leaf[(a >> PG_SHIFT) & PG_LEAFMASK], __ATOMIC_RELAXED) : 0;
-    if (!v) /* else v - 1 is the page's index in its segment */
+    if (!v) /* else bit 7 is the page's kind, (v & 127) - 1 its index in its segment */
         return NULL;
-    return pg_desc(pg_base(p) - (size_t)(v - 1) * PG_SIZE, v - 1);
+    size_t psize = pg_psize(v >> 7), j = (v & 127) - 1;
+    return pg_desc((char*)(a & ~(psize - 1)) - j * psize, j);
 }
 
-/* Mark page P as page index on - 1 of its segment, or (on == 0) as no page.
- * Locked by the region; leaves are shared by all regions, so a new one is
- * published with a compare-and-swap. */
-static int pg_map_set(char* P, unsigned on)
+/* Mark the PG_SIZE granule at P with map byte on (0: no page). Locked by
+ * the region; leaves are shared by all regions, so a new one is published
+ * with a compare-and-swap. */
+static int pg_map_granule(char* P, unsigned on)
 {
     uintptr_t a = (uintptr_t)P;
     if (a >> 47)
@@ -189,6 +203,17 @@ static int pg_map_set(char* P, unsigned on)
         }
     }
     __atomic_store_n(&leaf[(a >> PG_SHIFT) & PG_LEAFMASK], (uint8_t)on, __ATOMIC_RELAXED);
+    return 0;
+}
+
+/* Mark page j (of the given kind) of the segment at first as a page, or not. */
+static int pg_map_set(char* first, unsigned kind, size_t j, int on)
+{
+    size_t psize = pg_psize(kind);
+    unsigned v = on ? (kind << 7) | (unsigned)(j + 1) : 0;
+    for (size_t g = 0; g < psize; g += PG_SIZE)
+        if (pg_map_granule(first + j * psize + g, v) < 0)
+            return -1;
     return 0;
 }
 
@@ -221,8 +246,9 @@ static inline unsigned pg_bump(const Pgpage_t* d) { return __atomic_load_n(&d->b
  * start of a block carved from d. */
 static inline long pg_index(const Pgpage_t* d, const void* p)
 {
-    size_t off = (size_t)((const char*)p - pg_base(p)) - d->start; /* wraps if below start */
-    if (off >= PG_SIZE)
+    size_t pmask = pg_psize(d->kind) - 1;
+    size_t off = ((uintptr_t)p & pmask) - d->start; /* wraps if below start */
+    if (off > pmask)
         return -1;
     uint32_t i = (uint32_t)((off * d->recip) >> 32);
     if ((size_t)i * d->bsize != off || i >= pg_bump(d))
@@ -278,91 +304,103 @@ static inline uint16_t pg_start(const Pgseg_t* info, size_t j)
     return (uint16_t)(j ? 0 : vm_align_up(PG_DESCS + info->npages * sizeof(Pgpage_t), 16));
 }
 
+typedef struct pg_kind Pgkind_t;
+
 static void pg_empty_unlink(Pgstate_t* pg, Pgpage_t* d)
 {
+    Pgkind_t* pk = &pg->kind[d->kind];
     if (d->dirty) {
-        pg_unlink(&pg->empty, &pg->emptytail, d);
-        pg->ndirty--;
+        pg_unlink(&pk->empty, &pk->emptytail, d);
+        pk->ndirty--;
     } else {
-        pg_unlink(&pg->clean, NULL, d);
-        pg->nclean--;
+        pg_unlink(&pk->clean, NULL, d);
+        pk->nclean--;
     }
 }
 
-/* Drop the content of an empty dirty page; its first OS page keeps the
- * descriptor (and, in page 0, the segment header). */
+/* Drop the content of an empty dirty page (page 0 keeps its first OS page:
+ * the segment's headers). */
 static void pg_purge(Pgstate_t* pg, Pgpage_t* d)
 {
-    size_t skip = pg_index_of(d) ? 0 : vm_os_pagesize(); /* page 0's headers stay */
-    if (skip < PG_SIZE)
-        (void)vm_os_purge(pg_page_addr(d) + skip, PG_SIZE - skip);
-    pg_unlink(&pg->empty, &pg->emptytail, d);
-    pg->ndirty--;
+    Pgkind_t* pk = &pg->kind[d->kind];
+    size_t psize = pg_psize(d->kind);
+    size_t skip = pg_index_of(d) ? 0 : vm_os_pagesize();
+    if (skip < psize)
+        (void)vm_os_purge(pg_page_addr(d) + skip, psize - skip);
+    pg_unlink(&pk->empty, &pk->emptytail, d);
+    pk->ndirty--;
     d->dirty = 0;
-    pg_push(&pg->clean, NULL, d);
-    pg->nclean++;
+    pg_push(&pk->clean, NULL, d);
+    pk->nclean++;
 }
 
-static void pg_purge_to(Pgstate_t* pg, size_t keep)
+static void pg_purge_to(Pgstate_t* pg, unsigned kind, size_t keep)
 {
-    while (pg->ndirty > keep)
-        pg_purge(pg, pg->emptytail);
+    Pgkind_t* pk = &pg->kind[kind];
+    while (pk->ndirty > keep)
+        pg_purge(pg, pk->emptytail);
 }
 
-static size_t pg_dirty_limit(const Pgstate_t* pg)
+static inline size_t pg_active(const Pgkind_t* pk) { return pk->npages - pk->ndirty - pk->nclean; }
+
+/* Empty pages of a kind kept unpurged: PG_DIRTYMIN bytes, or half the
+ * active pages. */
+static size_t pg_dirty_limit(const Pgstate_t* pg, unsigned kind)
 {
-    size_t active = pg->npages - pg->ndirty - pg->nclean;
-    return active / 2 > PG_DIRTYMIN ? active / 2 : PG_DIRTYMIN;
+    size_t min = PG_DIRTYMIN / pg_psize(kind), half = pg_active(&pg->kind[kind]) / 2;
+    return half > min ? half : min;
 }
 
 /* ---- page segments (locked) ---------------------------------------------- */
 
-/* A new page segment, its pages on the clean list. 0, or -1 with the fault
- * recorded. */
-static int pg_grow(Vmalloc_t* vm, Pgstate_t* pg)
+/* A new page segment of the kind, its pages on the clean list. 0, or -1 with
+ * the fault recorded. */
+static int pg_grow(Vmalloc_t* vm, Pgstate_t* pg, unsigned kind)
 {
-    size_t n = pg->nextseg ? pg->nextseg : PG_MINSEG;
+    Pgkind_t* pk = &pg->kind[kind];
+    size_t psize = pg_psize(kind);
+    size_t n = pk->nextseg ? pk->nextseg : pg_minseg[kind];
     /* Vmdcsystem's aligned twin when the region is on Vmdcsystem. */
     Vmdisc_t* disc = vm->disc == &vm_dc_system ? &vm_dc_system_aligned : vm->disc;
-    Vmseg_t* seg = vm_seg_get_from(vm, disc, n * PG_SIZE - vm_seg_need(0, 0));
+    Vmseg_t* seg = vm_seg_get_from(vm, disc, n * psize - vm_seg_need(0, 0));
     if (!seg)
         return -1;
-    /* Pages are the PG_SIZE-aligned pieces of the segment; a segment header
-     * may only precede page 0's descriptor. Vmdcsystem's are aligned. */
-    char* first = vm_ptr_up(seg->addr, PG_SIZE);
-    size_t np = first + PG_SIZE <= seg->end ? (size_t)(seg->end - first) / PG_SIZE : 0;
-    if (np == 0) {
-        (void)vm_seg_put(vm, seg);
-        vm_fault(vm, VM_NOMEM, (void*)(n * PG_SIZE));
-        return -1;
-    }
+    /* Pages are the psize-aligned pieces of the segment; a segment header
+     * may only precede page 0's counters. The aligned twin's are aligned. */
+    char* first = vm_ptr_up(seg->addr, psize);
+    size_t np = first + psize <= seg->end ? (size_t)(seg->end - first) / psize : 0;
     if (np > PG_MAXSEG)
         np = PG_MAXSEG; /* the descriptors must fit in page 0's first OS page */
-    for (size_t i = 0; i < np; ++i) {
-        if (pg_map_set(first + i * PG_SIZE, (unsigned)i + 1) < 0) {
-            while (i-- > 0)
-                (void)pg_map_set(first + i * PG_SIZE, 0);
-            (void)vm_seg_put(vm, seg);
-            vm_fault(vm, VM_NOMEM, (void*)(n * PG_SIZE));
-            return -1;
-        }
+    size_t i = 0;
+    while (i < np && pg_map_set(first, kind, i, 1) == 0)
+        ++i;
+    if (np == 0 || i < np) {
+        while (i-- > 0)
+            (void)pg_map_set(first, kind, i, 0);
+        (void)vm_seg_put(vm, seg);
+        vm_fault(vm, VM_NOMEM, (void*)(n * psize));
+        return -1;
     }
     Pgseg_t* info = (Pgseg_t*)(first + PG_SEGINFO);
     info->npages = (uint32_t)np;
     info->nactive = 0;
     info->seg = seg;
     info->first = first;
+    info->kind = kind;
     seg->mflags = SEG_PAGES;
     seg->mdata = info;
-    for (size_t i = np; i-- > 0;) { /* page 0 ends up first on the list */
+    for (i = np; i-- > 0;) { /* page 0 ends up first on the list */
         Pgpage_t* d = pg_desc(first, i);
         memset(d, 0, sizeof *d);
         d->state = PG_EMPTY;
-        pg_push(&pg->clean, NULL, d);
+        d->kind = (uint8_t)kind;
+        pg_push(&pk->clean, NULL, d);
     }
-    pg->nclean += np;
-    pg->npages += np;
-    pg->nextseg = n + (n + 1) / 2 > PG_MAXSEG ? PG_MAXSEG : n + (n + 1) / 2;
+    pk->nclean += np;
+    pk->npages += np;
+    pg->pagebytes += np * psize;
+    size_t next = n + (n + 1) / 2;
+    pk->nextseg = next > pg_maxseg[kind] ? pg_maxseg[kind] : next;
     return 0;
 }
 
@@ -370,24 +408,28 @@ static int pg_grow(Vmalloc_t* vm, Pgstate_t* pg)
 static void pg_release(Vmalloc_t* vm, Pgstate_t* pg, Vmseg_t* seg)
 {
     Pgseg_t* info = pg_seginfo(seg);
+    Pgkind_t* pk = &pg->kind[info->kind];
     size_t np = info->npages;
     char* first = info->first;
+    unsigned kind = info->kind;
     for (size_t i = 0; i < np; ++i)
         pg_empty_unlink(pg, pg_desc(first, i));
     for (size_t i = 0; i < np; ++i)
-        (void)pg_map_set(first + i * PG_SIZE, 0);
-    pg->npages -= np;
+        (void)pg_map_set(first, kind, i, 0);
+    pk->npages -= np;
+    pg->pagebytes -= np * pg_psize(kind);
     if (vm_seg_put(vm, seg) == 0)
         return;
     /* The discipline keeps it: the pages stay ours, clean or not. */
     for (size_t i = 0; i < np; ++i) {
         Pgpage_t* d = pg_desc(first, i);
-        (void)pg_map_set(first + i * PG_SIZE, (unsigned)i + 1);
+        (void)pg_map_set(first, kind, i, 1);
         d->dirty = 1;
-        pg_push(&pg->empty, &pg->emptytail, d);
-        pg->ndirty++;
+        pg_push(&pk->empty, &pk->emptytail, d);
+        pk->ndirty++;
     }
-    pg->npages += np;
+    pk->npages += np;
+    pg->pagebytes += np * pg_psize(kind);
 }
 
 /* Release every wholly empty page segment. Walk backwards: vm_seg_put
@@ -406,11 +448,13 @@ static void pg_release_empty(Vmalloc_t* vm, Pgstate_t* pg)
 /* An empty page made a page of class k, on its partial list. */
 static Pgpage_t* pg_assign(Vmalloc_t* vm, Pgstate_t* pg, unsigned k)
 {
-    Pgpage_t* d = pg->empty ? pg->empty : pg->clean;
+    unsigned kind = pg_kind_of(k);
+    Pgkind_t* pk = &pg->kind[kind];
+    Pgpage_t* d = pk->empty ? pk->empty : pk->clean;
     if (!d) {
-        if (pg_grow(vm, pg) < 0)
+        if (pg_grow(vm, pg, kind) < 0)
             return NULL;
-        d = pg->clean;
+        d = pk->clean;
     }
     pg_empty_unlink(pg, d);
     Pgseg_t* info = pg_info_of(d);
@@ -420,7 +464,7 @@ static Pgpage_t* pg_assign(Vmalloc_t* vm, Pgstate_t* pg, unsigned k)
     d->recip = (uint32_t)((((uint64_t)1) << 32) / d->bsize + 1);
     d->cls = (uint16_t)k;
     d->start = pg_start(info, pg_index_of(d));
-    d->cap = (uint16_t)((PG_SIZE - d->start) / d->bsize);
+    d->cap = (uint16_t)((pg_psize(kind) - d->start) / d->bsize);
     d->used = d->nfree = 0;
     __atomic_store_n(&d->bump, 0, __ATOMIC_RELAXED);
     d->state = PG_ACTIVE;
@@ -437,17 +481,19 @@ static void pg_retire(Vmalloc_t* vm, Pgstate_t* pg, Pgpage_t* d, int force)
 {
     if (!force && pg->partial[d->cls] == d && !d->next)
         return;
+    unsigned kind = d->kind;
+    Pgkind_t* pk = &pg->kind[kind];
     pg_unlink(&pg->partial[d->cls], NULL, d);
     d->vm = NULL;
     d->state = PG_EMPTY;
     d->dirty = 1;
-    pg_push(&pg->empty, &pg->emptytail, d);
-    pg->ndirty++;
-    pg->retired++;
+    pg_push(&pk->empty, &pk->emptytail, d);
+    pk->ndirty++;
+    pk->retired++;
     Pgseg_t* info = pg_info_of(d);
-    if (--info->nactive == 0 && pg->ndirty + pg->nclean >= info->npages + pg_dirty_limit(pg))
+    if (--info->nactive == 0 && pk->ndirty + pk->nclean >= info->npages + pg_dirty_limit(pg, kind))
         pg_release(vm, pg, info->seg);
-    pg_purge_to(pg, pg_dirty_limit(pg));
+    pg_purge_to(pg, kind, pg_dirty_limit(pg, kind));
 }
 
 /* The page cache c refills class k from: its own while it has room, else
@@ -535,9 +581,10 @@ void pg_tick(Vmalloc_t* vm, Pgstate_t* pg)
     if (now - pg->lastpurge < PG_TICK_MS)
         return;
     pg->lastpurge = now;
-    pg->retired = 0;
+    pg->kind[0].retired = pg->kind[1].retired = 0;
     pg_xfer_drain(vm, pg);
-    pg_purge_to(pg, 0);
+    pg_purge_to(pg, 0, 0);
+    pg_purge_to(pg, 1, 0);
     pg_release_empty(vm, pg);
 }
 
@@ -594,9 +641,10 @@ static void pg_cache_drain(Vmalloc_t* vm, Pgstate_t* pg, Pgcache_t* c, unsigned 
 /* More pages emptied since the last timed purge than half the active ones:
  * the program is giving memory back. Lists then go to their pages at once,
  * since a cached block holds its whole page resident. */
-static inline int pg_shrinking(const Pgstate_t* pg)
+static inline int pg_shrinking(const Pgstate_t* pg, unsigned k)
 {
-    return 2 * pg->retired > pg->npages - pg->ndirty - pg->nclean;
+    const Pgkind_t* pk = &pg->kind[pg_kind_of(k)];
+    return 2 * pk->retired > pg_active(pk);
 }
 
 /* Every list of the transfer cache back to the pages. Locked. */
@@ -780,7 +828,7 @@ __attribute__((noinline)) static void pg_flush(Vmalloc_t* vm, Pgstate_t* pg, Pgc
 {
     Pgbin_t* bin = &c->bin[k];
     pthread_mutex_lock(&vm->lock);
-    if (pg_shrinking(pg)) { /* the list's pages may be emptying: back to them */
+    if (pg_shrinking(pg, k)) { /* the list's pages may be emptying: back to them */
         pg_cache_drain(vm, pg, c, k, UINT32_MAX);
         while (pg->nxfer[k] > 0) {
             Pgbatch_t* x = &pg->xfer[k][--pg->nxfer[k]];
@@ -807,7 +855,7 @@ void pg_close(Vmalloc_t* vm, Pgstate_t* pg)
         Vmseg_t* seg = vm->segs[i];
         if (seg->mflags & SEG_PAGES)
             for (size_t j = 0; j < pg_seginfo(seg)->npages; ++j)
-                (void)pg_map_set(pg_seginfo(seg)->first + j * PG_SIZE, 0);
+                (void)pg_map_set(pg_seginfo(seg)->first, pg_seginfo(seg)->kind, j, 0);
     }
     pthread_mutex_lock(&vm_cache_lock);
     for (Pgcache_t *c = pg->caches, *next; c; c = next) {
@@ -893,12 +941,46 @@ int pg_fastfreef(Vmalloc_t* vm, void* p)
     return 0;
 }
 
-long pg_fastsizef(Vmalloc_t* vm, void* p)
+/* Free p under the region lock (the lock-free free declined). */
+static void pg_free_locked(Vmalloc_t* vm, Pgstate_t* pg, void* p)
+{
+    int trust = (vm->flags & VM_TRUST) != 0;
+    if (!trust)
+        pthread_mutex_lock(&vm->lock);
+    (void)pg_free(vm, pg, p);
+    vm->fault = 0;
+    if (!trust)
+        pthread_mutex_unlock(&vm->lock);
+}
+
+/* Blocks that grow past this leave the pages for a best-fit block, which
+ * can then grow in place. */
+#define PG_GROW_OUT PG_MAXSMALL
+
+void* pg_fastresizef(Vmalloc_t* vm, void* p, size_t size)
 {
     Pgstate_t* pg = vm_state(vm);
     Pgpage_t* d = pg_page_of(p);
-    return d && pg_busy(vm, pg, d, p) ? (long)d->bsize : -1;
+    if (!d || !pg_busy(vm, pg, d, p))
+        return NULL;
+    size_t old = d->bsize;
+    if (size <= old && (size > old / 2 || old <= 128))
+        return p; /* little to gain by moving */
+    /* The paper's growth slack: a block that grows and must move gets twice
+     * its room, so a block grown step by step moves O(log n) times. */
+    size_t want = size > old && size < 2 * old ? 2 * old : size;
+    if (want > old && want > PG_GROW_OUT)
+        return NULL; /* the locked path moves it to a best-fit block */
+    void* q = pg_fastallocf(vm, want, 0);
+    if (!q)
+        return NULL;
+    memcpy(q, p, size < old ? size : old);
+    if (pg_fastfreef(vm, p) != 0)
+        pg_free_locked(vm, pg, p);
+    return q;
 }
+
+int pg_grows_out(size_t old, size_t want) { return want > old && want > PG_GROW_OUT; }
 
 /* ---- locked entry points --------------------------------------------------- */
 
@@ -978,11 +1060,12 @@ void pg_clear(Vmalloc_t* vm, Pgstate_t* pg)
         }
     Pgcache_t* caches = pg->caches;
     Pgcache_t* trust = pg->trust;
-    size_t nextseg = pg->nextseg;
+    size_t nextseg[2] = {pg->kind[0].nextseg, pg->kind[1].nextseg};
     memset(&pg->key, 0, sizeof *pg - offsetof(Pgstate_t, key)); /* on stays as it is */
     pg->caches = caches;
     pg->trust = trust;
-    pg->nextseg = nextseg;
+    pg->kind[0].nextseg = nextseg[0];
+    pg->kind[1].nextseg = nextseg[1];
     pg->key = vm_os_random();
     pg->lastpurge = vm_os_now_ms();
     for (size_t i = 0; i < vm->nsegs; ++i) {
@@ -990,6 +1073,7 @@ void pg_clear(Vmalloc_t* vm, Pgstate_t* pg)
         if (!(seg->mflags & SEG_PAGES))
             continue;
         Pgseg_t* info = pg_seginfo(seg);
+        Pgkind_t* pk = &pg->kind[info->kind];
         info->nactive = 0;
         for (size_t j = info->npages; j-- > 0;) {
             Pgpage_t* d = pg_desc(info->first, j);
@@ -1000,14 +1084,15 @@ void pg_clear(Vmalloc_t* vm, Pgstate_t* pg)
             d->state = PG_EMPTY;
             d->dirty = (uint8_t)dirty;
             if (dirty) {
-                pg_push(&pg->empty, &pg->emptytail, d);
-                pg->ndirty++;
+                pg_push(&pk->empty, &pk->emptytail, d);
+                pk->ndirty++;
             } else {
-                pg_push(&pg->clean, NULL, d);
-                pg->nclean++;
+                pg_push(&pk->clean, NULL, d);
+                pk->nclean++;
             }
         }
-        pg->npages += info->npages;
+        pk->npages += info->npages;
+        pg->pagebytes += info->npages * pg_psize(info->kind);
     }
 }
 
@@ -1025,7 +1110,8 @@ void pg_compact(Vmalloc_t* vm, Pgstate_t* pg)
             d = next;
         }
     }
-    pg_purge_to(pg, 0);
+    pg_purge_to(pg, 0, 0);
+    pg_purge_to(pg, 1, 0);
     pg_release_empty(vm, pg);
 }
 
@@ -1063,7 +1149,7 @@ void pg_stat_seg(Vmalloc_t* vm, Pgstate_t* pg, Vmseg_t* seg, Vmstat_t* st)
     for (size_t j = 0; j < info->npages; ++j) {
         Pgpage_t* d = pg_seg_page(info, j);
         size_t room = d->state == PG_ACTIVE ? (size_t)(d->cap - d->used) * d->bsize
-                                            : PG_SIZE - pg_start(info, j);
+                                            : pg_psize(info->kind) - pg_start(info, j);
         if (d->state == PG_ACTIVE && d->used && d->bsize > st->m_busy)
             st->m_busy = d->bsize;
         if (room) {
@@ -1120,13 +1206,15 @@ int pg_check_seg(Vmalloc_t* vm, Pgstate_t* pg, Vmseg_t* seg, size_t* nused, size
     int bad = 0;
     size_t active = 0;
     if (!info || (char*)info != info->first + PG_SEGINFO || info->seg != seg ||
-        info->first < seg->addr || info->npages > PG_MAXSEG ||
-        info->first + info->npages * PG_SIZE > seg->end)
+        info->first < seg->addr || info->npages > PG_MAXSEG || info->kind > 1 ||
+        info->first + info->npages * pg_psize(info->kind) > seg->end)
         return 1;
+    size_t psize = pg_psize(info->kind);
     for (size_t j = 0; j < info->npages; ++j) {
-        char* P = info->first + j * PG_SIZE;
+        char* P = info->first + j * psize;
         Pgpage_t* d = pg_desc(info->first, j);
-        if (pg_page_of(P + PG_SIZE - 1) != d || pg_page_addr(d) != P) {
+        if (pg_page_of(P) != d || pg_page_of(P + psize - 1) != d || d->kind != info->kind ||
+            pg_page_addr(d) != P) {
             bad++;
             continue;
         }
@@ -1138,8 +1226,8 @@ int pg_check_seg(Vmalloc_t* vm, Pgstate_t* pg, Vmseg_t* seg, size_t* nused, size
         active++;
         unsigned k = d->cls;
         if (d->state != PG_ACTIVE || d->vm != vm || k >= PG_NCLASS || d->bsize != pg_csize[k] ||
-            d->start != pg_start(info, j) ||
-            d->cap != (PG_SIZE - d->start) / d->bsize || d->bump > d->cap ||
+            pg_kind_of(k) != d->kind || d->start != pg_start(info, j) ||
+            d->cap != (psize - d->start) / d->bsize || d->bump > d->cap ||
             d->nfree > d->bump || d->used != d->bump - d->nfree) {
             bad++;
             continue;
@@ -1169,7 +1257,7 @@ int pg_check_seg(Vmalloc_t* vm, Pgstate_t* pg, Vmseg_t* seg, size_t* nused, size
 int pg_check(Vmalloc_t* vm, Pgstate_t* pg)
 {
     int bad = (int)__atomic_load_n(&pg->damaged, __ATOMIC_RELAXED);
-    size_t limit = pg->npages + 1, n;
+    size_t limit = pg->kind[0].npages + pg->kind[1].npages + 1, n;
     pg_flush_mine(vm, pg);
     for (unsigned k = 0; k < PG_NCLASS; ++k) {
         n = 0;
@@ -1185,12 +1273,16 @@ int pg_check(Vmalloc_t* vm, Pgstate_t* pg)
         Pgpage_t* head;
         size_t count;
         int dirty;
-    } lists[2] = {{pg->empty, pg->ndirty, 1}, {pg->clean, pg->nclean, 0}};
-    for (int l = 0; l < 2; ++l) {
+        unsigned kind;
+    } lists[4] = {{pg->kind[0].empty, pg->kind[0].ndirty, 1, 0},
+                  {pg->kind[0].clean, pg->kind[0].nclean, 0, 0},
+                  {pg->kind[1].empty, pg->kind[1].ndirty, 1, 1},
+                  {pg->kind[1].clean, pg->kind[1].nclean, 0, 1}};
+    for (int l = 0; l < 4; ++l) {
         n = 0;
         for (Pgpage_t* d = lists[l].head; d; d = d->next) {
             if (++n > limit || pg_page_of(pg_page_addr(d)) != d || d->state != PG_EMPTY ||
-                d->dirty != lists[l].dirty) {
+                d->dirty != lists[l].dirty || d->kind != lists[l].kind) {
                 bad++;
                 break;
             }

@@ -42,10 +42,14 @@
 
 #include "../vmhdr.h"
 
-#define PG_SHIFT 15
+#define PG_SHIFT 15 /* small pages: classes up to PG_MAXSMALL */
 #define PG_SIZE ((size_t)1 << PG_SHIFT)
-#define PG_NCLASS 40
+#define PG_LSHIFT 17 /* large pages: the classes above, up to PG_MAXCLASS */
+#define PG_LSIZE ((size_t)1 << PG_LSHIFT)
+#define PG_NCLASS 64
+#define PG_NSMALL 40 /* classes in small pages */
 #define PG_MAXSMALL ((size_t)2048)
+#define PG_MAXCLASS ((size_t)16384)
 
 #define SEG_PAGES 2u /* seg->mflags: a page segment (SEG_HUGE is 1, best.c) */
 
@@ -67,13 +71,16 @@ typedef struct {
     int on;                        /* the region uses pages (Vmdcsystem memory) */
     uint64_t key;                  /* keys free blocks (pg_key); renewed by pg_clear */
     Pgpage_t* partial[PG_NCLASS];  /* pages with blocks left, by class */
-    Pgpage_t* empty;               /* empty dirty pages (touched since purged), newest first */
-    Pgpage_t* emptytail;           /* the oldest: purged first */
-    Pgpage_t* clean;               /* empty pages purged or never touched */
-    size_t ndirty, nclean;
-    size_t retired;                /* pages emptied since the last timed purge */
-    size_t npages;                 /* pages in all page segments */
-    size_t nextseg;                /* pages in the next page segment */
+    struct pg_kind {               /* small pages [0], large pages [1] */
+        Pgpage_t* empty;           /* empty dirty pages (touched since purged), newest first */
+        Pgpage_t* emptytail;       /* the oldest: purged first */
+        Pgpage_t* clean;           /* empty pages purged or never touched */
+        size_t ndirty, nclean;
+        size_t retired;            /* pages emptied since the last timed purge */
+        size_t npages;             /* pages in all page segments of the kind */
+        size_t nextseg;            /* pages in the next page segment */
+    } kind[2];
+    size_t pagebytes;              /* bytes in all page segments */
     Pgcache_t* caches;             /* this region's thread caches */
     Pgcache_t* trust;              /* the one cache of a VM_TRUST region, or NULL */
     uint64_t lastpurge;            /* ms: the last timed purge */
@@ -93,7 +100,7 @@ static inline int pg_small(const Pgstate_t* pg, size_t size, size_t align)
 {
     /* on is published last by pg_init (Vmheap sets itself up on first use
      * while other threads may already look): an acquire load. */
-    return size <= PG_MAXSMALL && align <= VM_ALIGN && __atomic_load_n(&pg->on, __ATOMIC_ACQUIRE);
+    return size <= PG_MAXCLASS && align <= VM_ALIGN && __atomic_load_n(&pg->on, __ATOMIC_ACQUIRE);
 }
 
 /* Locked entry points (region lock held, or VM_TRUST). */
@@ -124,8 +131,11 @@ void pg_tick(Vmalloc_t* vm, Pgstate_t* pg);
 void* pg_fastallocf(Vmalloc_t* vm, size_t size, size_t align);
 /* 0: freed; 1: not served here (the locked path decides, and reports). */
 int pg_fastfreef(Vmalloc_t* vm, void* p);
-/* Usable size of a busy small block of vm, or -1: ask the locked path. */
-long pg_fastsizef(Vmalloc_t* vm, void* p);
+/* A realloc-style resize of a small block of vm, or NULL: ask the locked path. */
+void* pg_fastresizef(Vmalloc_t* vm, void* p, size_t size);
+/* Does a small block of old bytes growing to want leave the pages (for a
+ * best-fit block, which can grow in place)? */
+int pg_grows_out(size_t old, size_t want);
 /* The region is being closed: forget its thread caches. Unlocked. */
 void pg_close(Vmalloc_t* vm, Pgstate_t* pg);
 
