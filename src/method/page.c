@@ -1,12 +1,12 @@
 /*
- * method/page.c — Vmbest's small blocks: size classes in 32 KiB pages, and
+ * method/page.c — Vmbest's small blocks: size classes in 32 and 128 KiB pages, and
  * per-thread caches so that malloc/free of small sizes take no lock.
  *
  * Algorithm (the glossary is page.h).
- *   - A request of at most PG_MAXSMALL (2 KiB) is rounded up to its class
- *     (40 classes; waste <= 12.5% above 256 bytes, < 16 bytes below) and
+ *   - A request of at most PG_MAXCLASS (16 KiB) is rounded up to its class
+ *     (64 classes; waste <= 12.5% above 256 bytes, < 16 bytes below) and
  *     served from a page holding only blocks of that class, with no
- *     per-block header. Whether an address is in a page at all, and which
+ *     per-block header: a 32 KiB page up to 2 KiB, a 128 KiB page above. Whether an address is in a page at all, and which
  *     page of its segment, is one byte in a process-wide map (two levels:
  *     2^15 pointers, leaves of 2^17 bytes made on demand), so a foreign
  *     pointer is recognised in O(1) without touching its memory; the page's
@@ -39,7 +39,7 @@
  * or room; a refill moves max/2 blocks, a flush a whole list in O(1) (or
  * max/2 blocks), under the lock. Page lookup: two dependent loads. Space: 0
  * header bytes per block; 64 bytes per page and ~128 per segment, in the
- * segment's first OS page; a cache holds at most max(8, min(256, 32 KiB /
+ * segment's first OS page; a cache holds at most max(4, min(256, 32 KiB /
  * size)) blocks per class, the transfer cache two such lists per class.
  *
  * Locking. Page lists, page descriptors, the transfer cache, the caches'

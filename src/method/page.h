@@ -1,20 +1,23 @@
 /*
  * method/page.h — the small-block layer of Vmbest: size classes served from
- * 32 KiB pages of one class, with per-thread caches in front (page.c).
+ * 32 KiB (up to 2 KiB) or 128 KiB pages (up to 16 KiB) of one class, with
+ * per-thread caches in front (page.c).
  *
  * Glossary (all sizes in bytes; P is a page's address, a multiple of PG_SIZE)
  *   class        one of PG_NCLASS block sizes, 16 .. PG_MAXSMALL: steps of 16
  *                up to 256, then 8 steps per doubling, so a request is never
  *                rounded up by more than 12.5% above 256 bytes.
- *   page segment a discipline segment of up to 60 pages, aligned to PG_SIZE
- *                (Vmdcsystem's aligned twin gives them). Its first page
+ *   page segment a discipline segment of up to 60 pages of one kind (PG_SIZE
+ *                or PG_LSIZE), aligned to its page size (Vmdcsystem's
+ *                aligned twin gives them). Its first page
  *                starts with the Vmseg_t, the segment's counters and a 64-byte
  *                descriptor per page, all in its first OS page.
- *   page         PG_SIZE bytes at P, blocks of one class at
+ *   page         PG_SIZE (or PG_LSIZE) bytes at P, blocks of one class at
  *                P + start + i * bsize for 0 <= i < cap (start > 0 only in a
  *                segment's first page). No block has a header: the process-
- *                wide page map gives, for any address, 0 (no page) or 1 + the
- *                page's index in its segment, hence its descriptor.
+ *                wide page map gives, for any address, 0 (no page) or the
+ *                page's kind and 1 + its index in its segment, hence its
+ *                descriptor.
  *                  bump  = blocks ever carved from the page (never-used ones
  *                          follow them)
  *                  used  = bump - nfree = blocks out of the page (with users
