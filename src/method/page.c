@@ -794,6 +794,7 @@ __attribute__((noinline)) static void* pg_refill(Vmalloc_t* vm, Pgstate_t* pg, P
             }
         Pgbatch_t* x = &pg->xfer[k][--pg->nxfer[k]];
         void** b = x->head;
+        uint32_t n = x->n; /* read under the lock: a flush may refill the slot after it */
         x->head = NULL;
         pthread_mutex_unlock(&vm->lock);
         if (!pg_is_free(pg, b)) {
@@ -801,7 +802,7 @@ __attribute__((noinline)) static void* pg_refill(Vmalloc_t* vm, Pgstate_t* pg, P
             return NULL;
         }
         bin->head = b[0];
-        pg_bin_setn(bin, x->n - 1);
+        pg_bin_setn(bin, n - 1);
         ((uint64_t*)b)[1] = 0;
         return b;
     }
