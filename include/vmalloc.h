@@ -86,7 +86,8 @@ extern Vmalloc_t* Vmregion; /* where malloc() and friends go; Vmheap unless set 
 #define VM_MTLAST 0x0400
 #define VM_MTDEBUG 0x0800
 #define VM_MTPROFILE 0x1000
-#define VM_METHODS (VM_MTBEST | VM_MTPOOL | VM_MTLAST | VM_MTDEBUG | VM_MTPROFILE)
+#define VM_MTSCOPE 0x2000
+#define VM_METHODS (VM_MTBEST | VM_MTPOOL | VM_MTLAST | VM_MTDEBUG | VM_MTPROFILE | VM_MTSCOPE)
 
 /* Types for vmresize(). Type 0 resizes in place or fails, leaving the block as
  * it was. VM_RSCOPY implies VM_RSMOVE, so the paper's vmresize(vm,b,n,1) of
@@ -148,6 +149,74 @@ void* _vmnewof(Vmalloc_t* vm, void* p, size_t tsize, size_t n, size_t x, int typ
                      VM_RSMOVE | VM_RSCOPY | VM_RSCLEAR))
 #define vmoldof(vm, p, type, n, x)                                                             \
     ((type*)_vmnewof((vm), (p), sizeof(type), (size_t)(n), (size_t)(x), VM_RSMOVE | VM_RSCOPY))
+
+/*
+ * Scoped heaps (after librcd): each thread has a stack of heaps managed with
+ * the call stack, with the process-wide global heap at the bottom. Every heap
+ * is an ordinary region of method Vmscope (vmalloc, vmfree, vmstat, vmwalk
+ * work on it); vmnew allocates in the calling thread's current heap.
+ *
+ *   VM_SUBHEAP { ... }       enter a sub-heap, run the block, leave it: all
+ *                            still in it is freed (also on break/continue).
+ *   VM_SWITCH(h) { ... }     make h current for the block, then switch back.
+ *   VM_GLOBAL { ... }        the same with vmglobal(): allocations there live
+ *                            for the whole process.
+ *   VM_TXN(h) { ... }        a transactional sub-heap: its contents merge
+ *                            into the parent when the block ends (addresses
+ *                            kept), unless it called vmtxn_abort(h) and left
+ *                            the block (break) first.
+ *
+ * A return or longjmp out of a block skips its leave: the sub-heap stays
+ * current until vmunwind(h) (or the vmleave of a heap below it, which
+ * complains) leaves it. The safe way out: VM_SUBHEAP_AS(h) names the heap,
+ * and `r = vmescape(r); vmunwind(vmparent(h)); return r;`; around setjmp,
+ * keep `Vmalloc_t* mark = vmcurrent();` and call vmunwind(mark) after the
+ * longjmp.
+ *
+ * vmescape/vmimport move a block by copying it (the new address is returned,
+ * the old block is freed, like realloc), except blocks over 1 KiB, whose own
+ * segment changes heap and keeps its address. Misuse (another thread's
+ * sub-heap, freeing into a heap that is neither current nor an ancestor,
+ * escaping from the bottom heap, leaving what is not the current sub-heap)
+ * writes a "vmalloc: ..." line on fd 2 and fails with EINVAL; with
+ * VMSCOPE_DEBUG=1 in the environment it aborts, and new blocks are filled
+ * with 0xa0, freed ones with 0xfe.
+ */
+extern Vmethod_t* Vmscope;
+
+Vmalloc_t* vmcurrent(void);                /* the calling thread's current heap */
+Vmalloc_t* vmglobal(void);                 /* the process-wide heap at the bottom of every stack */
+Vmalloc_t* vmenter(void);                  /* push a new sub-heap; it becomes current */
+int vmleave(Vmalloc_t* heap);              /* pop it (must be current): free all still in it */
+void* vmnew(size_t size);                  /* allocate in the current heap */
+void* vmescape(void* block);               /* move block to the current heap's parent */
+int vmescape_list(void** blocks, size_t n); /* vmescape each; the array gets the new addresses */
+void* vmimport(Vmalloc_t* from, void* block); /* move block from `from` into the current heap */
+Vmalloc_t* vmswitch(Vmalloc_t* heap);      /* make heap current; returns the previous one */
+Vmalloc_t* vmtxn_begin(void);              /* push a transactional sub-heap */
+int vmtxn_commit(Vmalloc_t* heap);         /* pop it, merging what is left into the parent */
+int vmtxn_abort(Vmalloc_t* heap);          /* pop it, freeing everything in it */
+int vmtxn_end(Vmalloc_t* heap);            /* commit if heap is still the current one, else 0 */
+int vmdestructor(void* block, void (*fn)(void* block)); /* fn(block) when block is freed */
+Vmalloc_t* vmheap_open(void);              /* a heap owned by a structure; closed with the current heap at the latest */
+int vmheap_close(Vmalloc_t* heap);         /* run its destructors, free it all */
+Vmalloc_t* vmparent(Vmalloc_t* heap);      /* the heap below heap (where it was made), or NULL */
+int vmunwind(Vmalloc_t* heap);             /* leave every sub-heap above heap on this thread's stack */
+Vmalloc_t* vmmust(Vmalloc_t* heap, const char* what); /* heap, or a message and abort() if NULL */
+
+#define VM__CAT2(a, b) a##b
+#define VM__CAT(a, b) VM__CAT2(a, b)
+/* Two nested loops: the inner one runs the block once and absorbs break and
+ * continue; the outer one's step then leaves (or switches back). */
+#define VM__SCOPE(h, start, stop, o)                                                               \
+    for (Vmalloc_t* h = vmmust((start), #start); h; stop, h = (Vmalloc_t*)0)                      \
+        for (int o = 1; o; o = 0)
+#define VM_SUBHEAP_AS(h) VM__SCOPE(h, vmenter(), vmleave(h), VM__CAT(vm__o, __COUNTER__))
+#define VM_SUBHEAP VM_SUBHEAP_AS(VM__CAT(vm__h, __COUNTER__))
+#define VM__SWITCH(p, heap) VM__SCOPE(p, vmswitch(heap), (void)vmswitch(p), VM__CAT(vm__o, __COUNTER__))
+#define VM_SWITCH(heap) VM__SWITCH(VM__CAT(vm__p, __COUNTER__), (heap))
+#define VM_GLOBAL VM_SWITCH(vmglobal())
+#define VM_TXN(h) VM__SCOPE(h, vmtxn_begin(), (void)vmtxn_end(h), VM__CAT(vm__o, __COUNTER__))
 
 /* -DVMFL: calls made from a file compiled with VMFL record __FILE__ and
  * __LINE__, which trace lines (and later debug and profile reports) name

@@ -494,7 +494,8 @@ static size_t vm_prefix(const Vmethod_t* meth)
 static int vm_is_method(const Vmethod_t* meth)
 {
     return meth && (meth == &vm_best_method || meth == &vm_pool_method || meth == &vm_last_method ||
-                    meth == &vm_debug_method || meth == &vm_profile_method);
+                    meth == &vm_debug_method || meth == &vm_profile_method ||
+                    meth == &vm_scope_method);
 }
 
 /* vmopen up to the VM_ENDOPEN event: everything but the list and the trace. */

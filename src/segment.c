@@ -124,6 +124,8 @@ static void seg_remove(Vmalloc_t* vm, Vmseg_t* seg, size_t size)
     vm->extent -= size;
 }
 
+void vm_seg_unlink(Vmalloc_t* vm, Vmseg_t* seg) { seg_remove(vm, seg, seg->size); }
+
 Vmseg_t* vm_seg_get(Vmalloc_t* vm, size_t minsize) { return vm_seg_get_from(vm, vm->disc, minsize); }
 
 Vmseg_t* vm_seg_get_from(Vmalloc_t* vm, Vmdisc_t* disc, size_t minsize)

@@ -242,6 +242,9 @@ size_t vm_seg_need(size_t prefix, size_t minsize);
 size_t vm_round_size(size_t n, size_t r);
 /* Enter seg into vm's table; 0, or -1 when the table cannot grow. */
 int vm_seg_enter(Vmalloc_t* vm, Vmseg_t* seg);
+/* Take seg out of vm's table without releasing it (to enter it into another
+ * region's table: scope.c moves chunks between heaps this way). */
+void vm_seg_unlink(Vmalloc_t* vm, Vmseg_t* seg);
 /* The round used for disc: disc->round or the page size. */
 size_t vm_round(const Vmdisc_t* disc);
 
@@ -393,6 +396,7 @@ int vm_profile_write(Vmalloc_t* vm, int fd);
 /* The built-in objects, for static initialisers. */
 extern Vmethod_t vm_best_method, vm_pool_method, vm_last_method;
 extern Vmethod_t vm_debug_method, vm_profile_method;
+extern Vmethod_t vm_scope_method; /* scope.c: the method of scoped heaps */
 extern Vmdisc_t vm_dc_system, vm_dc_sbrk, vm_dc_heap;
 extern Vmdisc_t vm_dc_system_aligned; /* Vmdcsystem, new segments aligned to 128 KiB */
 extern Vmalloc_t* vm_heap_region(void); /* the static Vmheap object */
