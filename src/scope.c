@@ -869,11 +869,15 @@ static pthread_mutex_t scope_global_lock = PTHREAD_MUTEX_INITIALIZER;
 /* A heap of kind for thread t (NULL: none), from its cache or new. */
 static Vmalloc_t* scope_heap_new(Scopethr_t* t, int kind, Vmalloc_t* parent)
 {
+    /* A thread's own sub-heaps take no lock (VM_TRUST); heaps that other
+     * threads may use (global, owned) are locked. */
+    int flags = (kind == SCOPE_SUB || kind == SCOPE_TXN) ? VM_TRUST : 0;
     Vmalloc_t* vm = NULL;
-    if (t && t->nheap)
+    if (t && t->nheap) {
         vm = t->heaps[--t->nheap];
-    else {
-        vm = vmopen(&scope_disc, &vm_scope_method, 0);
+        vm->flags = (vm->flags & ~VM_TRUST) | flags; /* nobody else sees it yet */
+    } else {
+        vm = vmopen(&scope_disc, &vm_scope_method, flags);
         if (!vm)
             return NULL;
     }
@@ -1256,7 +1260,27 @@ int vmheap_close(Vmalloc_t* heap)
     return scope_heap_close(heap);
 }
 
-void* vmnew(size_t size) { return vmalloc(vmcurrent(), size); }
+/* The fast path bumps in the current chunk of the current heap without the
+ * core's call (no trace to write, no VMFL note to take); anything else goes
+ * through vmalloc(). */
+void* vmnew(size_t size)
+{
+    Scopethr_t* t = scope_me_p;
+    Vmalloc_t* vm = t ? t->cur : NULL;
+    if (vm && size <= SCOPE_LARGE && !vm_tracing(vm) && vm->meth == &vm_scope_method) {
+        int locked = scope_locked_lock(vm);
+        Scope_t* st = scope_state(vm);
+        char* b = st->cur && st->kind != SCOPE_IDLE && scope_debug <= 0
+                      ? scope_place(vm, st->cur, size ? vm_align_up(size, 16) : 16, 16, 0)
+                      : NULL;
+        if (b)
+            vm_busy_add(vm, scope_usable(scope_hword(b - SCOPE_HDR)));
+        scope_unlock(vm, locked);
+        if (b)
+            return b;
+    }
+    return vmalloc(vm ? vm : vmcurrent(), size);
+}
 
 /* ---- moving blocks and destructors ------------------------------------------- */
 
