@@ -99,6 +99,7 @@ typedef struct scope_s {
     Vmalloc_t* parent;   /* sub/txn: the heap current when it was entered; owned: where opened */
     Scopethr_t* owner;   /* sub/txn: the thread whose stack holds it */
     Scoperec_t* dtors;   /* destructors, newest first */
+    void* nogrow;        /* a large block whose segment could not grow in place */
     Vmalloc_t* kids;     /* owned heaps opened in this one */
     Vmalloc_t* sib;      /* the next owned heap of the same parent */
 } Scope_t;
@@ -330,13 +331,28 @@ static int scope_init(Vmalloc_t* vm)
     return 0;
 }
 
-/* Make seg an empty chunk of generation gen. */
-static void scope_chunk_format(Vmseg_t* seg, uint64_t gen, unsigned big)
+/* Generations are unique in the process (threads take them in ranges), so
+ * a header left from any earlier use of the same memory never passes. */
+static uint64_t scope_gen_pool = 1;
+static __thread uint64_t scope_gen_next __attribute__((tls_model("initial-exec")));
+static __thread uint64_t scope_gen_end __attribute__((tls_model("initial-exec")));
+
+static inline uint64_t scope_newgen(void)
+{
+    if (scope_gen_next == scope_gen_end) {
+        scope_gen_next = __atomic_fetch_add(&scope_gen_pool, (uint64_t)1 << 20, __ATOMIC_RELAXED);
+        scope_gen_end = scope_gen_next + ((uint64_t)1 << 20);
+    }
+    return scope_gen_next++;
+}
+
+/* Make seg an empty chunk of a new generation. */
+static void scope_chunk_format(Vmseg_t* seg, unsigned big)
 {
     Scopechunk_t* ch = scope_chunk(seg);
     ch->top = scope_first(seg);
     ch->live = 0;
-    ch->gen = gen;
+    ch->gen = scope_newgen();
     ch->next = NULL;
     seg->mflags = SCOPE_FMT | big;
 }
@@ -349,7 +365,7 @@ static Vmseg_t* scope_chunk_get(Vmalloc_t* vm, size_t need, unsigned big)
     for (Vmseg_t **pp = &st->spare, *s; (s = *pp); pp = &scope_chunk(s)->next) {
         if ((size_t)(s->end - scope_first(s)) >= need) {
             *pp = scope_chunk(s)->next;
-            scope_chunk_format(s, scope_chunk(s)->gen + 1, big);
+            scope_chunk_format(s, big);
             return s;
         }
     }
@@ -362,7 +378,7 @@ static Vmseg_t* scope_chunk_get(Vmalloc_t* vm, size_t need, unsigned big)
         return NULL;
     if (!big && st->next < SCOPE_CHUNKMAX)
         st->next *= 2;
-    scope_chunk_format(seg, 0, big);
+    scope_chunk_format(seg, big);
     return seg;
 }
 
@@ -372,12 +388,12 @@ static void scope_chunk_empty(Vmalloc_t* vm, Vmseg_t* seg)
     Scope_t* st = scope_state(vm);
     Scopechunk_t* ch = scope_chunk(seg);
     if (seg == st->cur || seg == st->keep) {
-        scope_chunk_format(seg, ch->gen + 1, 0);
+        scope_chunk_format(seg, 0);
         return;
     }
     if (vm_seg_put(vm, seg) == 0)
         return;
-    scope_chunk_format(seg, ch->gen + 1, 0);
+    scope_chunk_format(seg, 0);
     seg->mflags |= SCOPE_SPARE;
     ch->next = st->spare;
     st->spare = seg;
@@ -580,9 +596,13 @@ static void* scope_resize(Vmalloc_t* vm, void* block, size_t size, int type)
     int last = b + old == ch->top;
     if (n <= old && !last)
         return block;
+    /* A grow in place the discipline refused is not asked again when the
+     * core retries the call after VM_NOMEM: the move alone is retried. */
+    Scope_t* st = scope_state(vm);
+    int grow = last && (seg->mflags & SCOPE_BIG) && st->nogrow != block;
     if (last && (n <= old || (size_t)(seg->end - b) >= n ||
-                 ((seg->mflags & SCOPE_BIG) &&
-                  vm_seg_resize(vm, seg, (size_t)(b - seg->data) + n) == 0))) {
+                 (grow && vm_seg_resize(vm, seg, (size_t)(b - seg->data) + n) == 0))) {
+        st->nogrow = NULL;
         size_t nw = n | (w & SCOPE_FLAGS);
         scope_hset(hdr, nw, scope_check(hdr, nw, ch->gen));
         ch->top = b + n;
@@ -593,7 +613,11 @@ static void* scope_resize(Vmalloc_t* vm, void* block, size_t size, int type)
     }
     if (!(type & (VM_RSMOVE | VM_RSCOPY)))
         return NULL;
-    return scope_move_within(vm, seg, hdr, size, type);
+    st->nogrow = grow ? block : NULL;
+    void* p = scope_move_within(vm, seg, hdr, size, type);
+    if (p)
+        st->nogrow = NULL;
+    return p;
 }
 
 /* Visit the blocks of seg in order: fn(hdr, arg) for every header below
@@ -668,7 +692,7 @@ static void scope_reset(Vmalloc_t* vm)
             continue;
         if (seg != st->keep && vm_seg_put(vm, seg) == 0)
             continue;
-        scope_chunk_format(seg, scope_chunk(seg)->gen + 1, 0);
+        scope_chunk_format(seg, 0);
         if (seg == st->keep)
             continue;
         seg->mflags |= SCOPE_SPARE;

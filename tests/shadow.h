@@ -54,8 +54,9 @@
 #include <unistd.h>
 
 /* SH_DEBUG and SH_PROFILE promise what SH_BEST does (they are best fit over
- * an inner Vmbest region); only their vmstat mode differs. */
-enum { SH_BEST, SH_POOL, SH_LAST, SH_DEBUG, SH_PROFILE };
+ * an inner Vmbest region); only their vmstat mode differs. SH_SCOPE is
+ * Vmscope, a general method too. */
+enum { SH_BEST, SH_POOL, SH_LAST, SH_DEBUG, SH_PROFILE, SH_SCOPE };
 
 enum {
     SH_ALLOC,   /* vmalloc */
@@ -74,7 +75,7 @@ static const char* const sh_opname[SH_NOPS] = {"alloc", "resize(NULL)", "free", 
 
 /* What one run does. Weights are per mille, in the order of the enum. */
 typedef struct sh_conf_s {
-    int kind;                /* SH_BEST, SH_POOL, SH_LAST, SH_DEBUG, SH_PROFILE */
+    int kind;                /* SH_BEST, SH_POOL, SH_LAST, SH_DEBUG, SH_PROFILE, SH_SCOPE */
     long steps;              /* steps of the run (a quarter under VMALLOC_TEST_QUICK) */
     int weight[SH_NOPS];     /* how often each operation is drawn */
     size_t maxlive;          /* live blocks before allocating turns into freeing */
@@ -673,7 +674,8 @@ static void sh_check_step(Sh_t* sh)
     if (st.max_busy < st.s_busy || st.s_busy + st.s_free > st.extent || st.n_seg < 1)
         sh_fail(sh, "vmstat max_busy %zu s_busy %zu s_free %zu extent %zu n_seg %zu",
                 st.max_busy, st.s_busy, st.s_free, st.extent, st.n_seg);
-    static const int ids[] = {VM_MTBEST, VM_MTPOOL, VM_MTLAST, VM_MTDEBUG, VM_MTPROFILE};
+    static const int ids[] = {VM_MTBEST, VM_MTPOOL, VM_MTLAST, VM_MTDEBUG, VM_MTPROFILE,
+                              VM_MTSCOPE};
     int id = ids[sh->conf->kind];
     if ((st.mode & VM_METHODS) != id || (st.mode & VM_FLAGS) != sh->flags)
         sh_fail(sh, "vmstat mode 0x%x", st.mode);
