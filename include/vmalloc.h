@@ -203,6 +203,11 @@ int vmheap_close(Vmalloc_t* heap);         /* run its destructors, free it all *
 Vmalloc_t* vmparent(Vmalloc_t* heap);      /* the heap below heap (where it was made), or NULL */
 int vmunwind(Vmalloc_t* heap);             /* leave every sub-heap above heap on this thread's stack */
 Vmalloc_t* vmmust(Vmalloc_t* heap, const char* what); /* heap, or a message and abort() if NULL */
+/* on != 0: malloc, calloc and realloc(NULL, n) of a thread inside a sub-heap
+ * allocate in its current sub-heap (free and realloc find such blocks where
+ * they are); outside sub-heaps they use Vmregion as always. Returns the old
+ * setting. Only with the library's malloc (VMALLOC_MALLOC=ON). */
+int vmscope_malloc(int on);
 
 #define VM__CAT2(a, b) a##b
 #define VM__CAT(a, b) VM__CAT2(a, b)

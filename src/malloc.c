@@ -402,6 +402,8 @@ static Vmalloc_t* mal_owner(Vmalloc_t* vm, void* p)
  * and asking for more would refuse every size whose blocks cannot give it. */
 static inline void* mal_alloc(Vmalloc_t* vm, size_t n)
 {
+    if (__builtin_expect(vm_scope_malloc, 0)) /* vmscope_malloc(1): the current sub-heap */
+        vm = vm_scope_region(vm);
     return vm->meth == &vm_pool_method ? vmalloc(vm, n) : vmalign(vm, n, VM_ALIGN);
 }
 

@@ -23,9 +23,10 @@
  * bounded number of freed segments of each small power-of-two size, and each
  * thread keeps up to SCOPE_HEAPCACHE left heaps, reset but open, with their
  * first chunk. So vmenter + a small vmnew + vmleave in the steady state is a
- * pop, a bump and a reset: no system call, and the only lock taken is the
- * heap's own uncontended mutex. What is kept is bounded per thread
- * (SCOPE_CACHEBYTES of chunks, SCOPE_HEAPCACHE heaps), so memory stays flat;
+ * pop, a bump and a reset: no system call, no lock. A sub-heap is private to
+ * its thread: the owner changes it without the lock, except its segment
+ * table, which vmregion() reads from any thread. What is kept is bounded per
+ * thread (SCOPE_CACHEBYTES of chunks, SCOPE_HEAPCACHE heaps), so memory stays flat;
  * a thread's caches and any heaps it never left go at its exit.
  *
  * Moving blocks. vmescape and vmimport copy: the block gets a new address in
@@ -290,6 +291,29 @@ static inline void scope_unlock(Vmalloc_t* vm, int locked)
         pthread_mutex_unlock(&vm->lock);
 }
 
+/* Lock two heaps, the lower address first (two threads moving blocks
+ * between the same two shared heaps in opposite directions must not
+ * deadlock). Returns a bit mask for scope_unlock2. */
+static int scope_lock2(Vmalloc_t* a, Vmalloc_t* b)
+{
+    if (a > b) {
+        Vmalloc_t* x = a;
+        a = b;
+        b = x;
+    }
+    return scope_locked_lock(a) | scope_locked_lock(b) << 1;
+}
+static void scope_unlock2(Vmalloc_t* a, Vmalloc_t* b, int mask)
+{
+    if (a > b) {
+        Vmalloc_t* x = a;
+        a = b;
+        b = x;
+    }
+    scope_unlock(b, mask & 2);
+    scope_unlock(a, mask & 1);
+}
+
 static inline int scope_is_stacked(const Scope_t* st)
 {
     return st->kind == SCOPE_SUB || st->kind == SCOPE_TXN;
@@ -304,18 +328,27 @@ static int scope_on_chain(const Scopethr_t* t, const Vmalloc_t* vm)
     return 0;
 }
 
+/* Is vm a private heap of another thread? Reads only what never changes
+ * while the heap is open (its owner), so another thread may ask safely. */
+static inline int scope_foreign(Vmalloc_t* vm)
+{
+    const Scopethr_t* o = scope_state(vm)->owner;
+    return o && o != scope_me_p;
+}
+
 /* May the calling thread use vm (for allocating: any heap of its own stack;
- * for freeing: the current heap or an ancestor)? 0, or -1 after a message. */
+ * for freeing: the current heap or an ancestor)? 0, or -1 after a message.
+ * The owner is checked first: another thread's sub-heap is not looked into. */
 static int scope_thread_ok(Vmalloc_t* vm, const char* call, int freeing)
 {
+    if (scope_foreign(vm)) {
+        scope_error(call, "a sub-heap of another thread", vm);
+        return -1;
+    }
     Scope_t* st = scope_state(vm);
     if (!scope_is_stacked(st))
         return st->kind == SCOPE_IDLE ? (scope_error(call, "the heap was left", vm), -1) : 0;
     Scopethr_t* t = scope_me_p;
-    if (st->owner != t) {
-        scope_error(call, "a sub-heap of another thread", vm);
-        return -1;
-    }
     if (freeing && t->cur != vm && !scope_on_chain(t, vm)) {
         scope_error(call, "freeing into a sub-heap that is neither current nor an ancestor", vm);
         return -1;
@@ -456,9 +489,8 @@ static void* scope_alloc_flags(Vmalloc_t* vm, size_t size, size_t align, size_t 
 
 static void* scope_alloc(Vmalloc_t* vm, size_t size, size_t align)
 {
-    if (scope_is_stacked(scope_state(vm)) || scope_state(vm)->kind == SCOPE_IDLE)
-        if (scope_thread_ok(vm, "vmalloc", 0) < 0)
-            return NULL;
+    if (scope_thread_ok(vm, "vmalloc", 0) < 0)
+        return NULL;
     return scope_alloc_flags(vm, size, align, 0);
 }
 
@@ -534,14 +566,14 @@ static void scope_rec_free(Vmalloc_t* vm, Scoperec_t* r)
 static int scope_free(Vmalloc_t* vm, void* block)
 {
     Scope_t* st = scope_state(vm);
+    if (scope_thread_ok(vm, "vmfree", 1) < 0)
+        return -1;
     Vmseg_t* seg;
     char* hdr = scope_find(vm, block, &seg, 0);
     if (!hdr) {
         vm_fault(vm, VM_BADADDR, block);
         return -1;
     }
-    if (st->kind != SCOPE_PLAIN && scope_thread_ok(vm, "vmfree", 1) < 0)
-        return -1;
     if (scope_hword(hdr) & SCOPE_DTOR) {
         /* Run the destructor first, the block still valid; it runs with the
          * heap locked, so it must not call this heap's functions. */
@@ -581,14 +613,14 @@ static void* scope_move_within(Vmalloc_t* vm, Vmseg_t* seg, char* hdr, size_t si
 
 static void* scope_resize(Vmalloc_t* vm, void* block, size_t size, int type)
 {
+    if (scope_thread_ok(vm, "vmresize", 1) < 0)
+        return NULL;
     Vmseg_t* seg;
     char* hdr = scope_find(vm, block, &seg, 0);
     if (!hdr) {
         vm_fault(vm, VM_BADADDR, block);
         return NULL;
     }
-    if (scope_state(vm)->kind != SCOPE_PLAIN && scope_thread_ok(vm, "vmresize", 1) < 0)
-        return NULL;
     Scopechunk_t* ch = scope_chunk(seg);
     size_t w = scope_hword(hdr), old = scope_usable(w);
     size_t n = vm_align_up(size, 16);
@@ -663,6 +695,8 @@ static int scope_addr_one(const Vmseg_t* seg, char* h, void* arg)
 
 static long scope_addrf(Vmalloc_t* vm, void* addr)
 {
+    if (scope_foreign(vm))
+        return -1;
     Vmseg_t* seg = vm_seg_find(vm, addr);
     if (!seg || !(seg->mflags & SCOPE_FMT))
         return -1;
@@ -673,6 +707,8 @@ static long scope_addrf(Vmalloc_t* vm, void* addr)
 
 static long scope_sizef(Vmalloc_t* vm, void* block)
 {
+    if (scope_foreign(vm))
+        return -1;
     Vmseg_t* seg;
     char* hdr = scope_find(vm, block, &seg, 0);
     return hdr ? (long)scope_usable(scope_hword(hdr)) : -1;
@@ -762,8 +798,12 @@ static int scope_stat_one(const Vmseg_t* seg, char* h, void* arg)
     return 0;
 }
 
+/* Another thread's sub-heap changes without its lock: its blocks are not
+ * walked from here (vmstat, vmwalk, vmdbcheck see it as empty). */
 static int scope_stat(Vmalloc_t* vm, Vmstat_t* st)
 {
+    if (scope_foreign(vm))
+        return 0;
     Scopestat_t q = {st, 0, 0};
     for (size_t i = 0; i < vm->nsegs; ++i) {
         Vmseg_t* seg = vm->segs[i];
@@ -797,6 +837,8 @@ static int scope_walk_one(const Vmseg_t* seg, char* h, void* arg)
 
 static int scope_walk(Vmalloc_t* vm, Vmvisit_f visit, void* arg)
 {
+    if (scope_foreign(vm))
+        return 0;
     Scopewalk_t q = {vm, visit, arg};
     for (size_t i = 0; i < vm->nsegs; ++i) {
         if (!(vm->segs[i]->mflags & SCOPE_FMT))
@@ -830,6 +872,8 @@ static int scope_count_one(const Vmseg_t* seg, char* h, void* arg)
  * destructor record names a busy block that says it has one. */
 static int scope_checkf(Vmalloc_t* vm)
 {
+    if (scope_foreign(vm))
+        return 0;
     Scope_t* st = scope_state(vm);
     int bad = 0;
     Scopecount_t all = {0, 0, 0};
@@ -890,25 +934,27 @@ Vmethod_t* Vmscope = &vm_scope_method;
 static Vmalloc_t* scope_global_vm;
 static pthread_mutex_t scope_global_lock = PTHREAD_MUTEX_INITIALIZER;
 
-/* A heap of kind for thread t (NULL: none), from its cache or new. */
+/* A heap of kind for thread t (NULL: none). A sub-heap (sub, txn) is private
+ * to t for its whole life: its owner is set once, when it is opened, and it
+ * is recycled through t's cache only. The owner changes its blocks and
+ * accounting without the lock; the segment table, which vmregion() reads
+ * from any thread, changes only under the lock. Shared heaps (global, owned)
+ * are locked for everything and not recycled. */
 static Vmalloc_t* scope_heap_new(Scopethr_t* t, int kind, Vmalloc_t* parent)
 {
-    /* A thread's own sub-heaps take no lock (VM_TRUST); heaps that other
-     * threads may use (global, owned) are locked. */
-    int flags = (kind == SCOPE_SUB || kind == SCOPE_TXN) ? VM_TRUST : 0;
+    int private = kind == SCOPE_SUB || kind == SCOPE_TXN;
     Vmalloc_t* vm = NULL;
-    if (t && t->nheap) {
+    if (private && t && t->nheap)
         vm = t->heaps[--t->nheap];
-        vm->flags = (vm->flags & ~VM_TRUST) | flags; /* nobody else sees it yet */
-    } else {
-        vm = vmopen(&scope_disc, &vm_scope_method, flags);
+    else {
+        vm = vmopen(&scope_disc, &vm_scope_method, 0);
         if (!vm)
             return NULL;
+        scope_state(vm)->owner = private ? t : NULL;
     }
     Scope_t* st = scope_state(vm);
     st->kind = kind;
     st->parent = parent;
-    st->owner = (kind == SCOPE_SUB || kind == SCOPE_TXN) ? t : NULL;
     return vm;
 }
 
@@ -946,9 +992,8 @@ static void scope_heap_retire(Vmalloc_t* vm)
     Scopethr_t* t = scope_me_p;
     st->kind = SCOPE_IDLE;
     st->parent = NULL;
-    st->owner = NULL;
     st->kids = st->sib = NULL;
-    if (t && !t->dead && t->nheap < SCOPE_HEAPCACHE) {
+    if (st->owner && st->owner == t && !t->dead && t->nheap < SCOPE_HEAPCACHE) {
         t->heaps[t->nheap++] = vm;
         return;
     }
@@ -1063,14 +1108,14 @@ static int scope_pop_check(Vmalloc_t* heap, const char* call, Scopethr_t** tp)
     Scope_t* st = scope_state(heap);
     Scopethr_t* t = scope_me_p;
     *tp = t;
+    if (scope_foreign(heap)) {
+        scope_error(call, "leaving a sub-heap of another thread", heap);
+        return -2;
+    }
     if (!scope_is_stacked(st)) {
         scope_error(call, st->kind == SCOPE_IDLE ? "the heap was already left"
                                                  : "not a sub-heap (vmenter, vmtxn_begin)",
                     heap);
-        return -2;
-    }
-    if (st->owner != t) {
-        scope_error(call, "leaving a sub-heap of another thread", heap);
         return -2;
     }
     if (t->cur == heap)
@@ -1095,6 +1140,8 @@ static void scope_pop(Scopethr_t* t, Vmalloc_t* heap)
         t->cur = heap;
         scope_heap_empty(heap);
         t->cur = st->parent;
+    } else if (heap->nsegs == 1 || (heap->nsegs == 2 && st->keep && !st->spare)) {
+        scope_reset(heap); /* the owner's, and the table does not change: no lock */
     } else {
         int locked = scope_locked_lock(heap);
         scope_reset(heap);
@@ -1186,7 +1233,7 @@ static int scope_merge(Vmalloc_t* from, Vmalloc_t* to)
 int vmtxn_commit(Vmalloc_t* heap)
 {
     Scopethr_t* t;
-    if (scope_is_heap(heap) && scope_state(heap)->kind != SCOPE_TXN) {
+    if (scope_is_heap(heap) && !scope_foreign(heap) && scope_state(heap)->kind != SCOPE_TXN) {
         scope_error("vmtxn_commit", "not a transactional sub-heap (vmtxn_begin)", heap);
         return -1;
     }
@@ -1195,15 +1242,15 @@ int vmtxn_commit(Vmalloc_t* heap)
         return -1;
     Scope_t* st = scope_state(heap);
     Vmalloc_t* p = st->parent;
-    int locked = scope_locked_lock(p);
+    int mask = scope_lock2(heap, p); /* both tables change */
     int m = scope_merge(heap, p);
-    scope_unlock(p, locked);
+    scope_unlock2(heap, p, mask);
     if (m < 0) {
         /* What could not move stays alive as an owned heap of the parent. */
         t->cur = p;
         st->kind = SCOPE_OWNED;
         st->owner = NULL;
-        locked = scope_locked_lock(p);
+        int locked = scope_locked_lock(p);
         st->sib = scope_state(p)->kids;
         scope_state(p)->kids = heap;
         scope_unlock(p, locked);
@@ -1216,7 +1263,7 @@ int vmtxn_commit(Vmalloc_t* heap)
 
 int vmtxn_abort(Vmalloc_t* heap)
 {
-    if (scope_is_heap(heap) && scope_state(heap)->kind != SCOPE_TXN) {
+    if (scope_is_heap(heap) && !scope_foreign(heap) && scope_state(heap)->kind != SCOPE_TXN) {
         scope_error("vmtxn_abort", "not a transactional sub-heap (vmtxn_begin)", heap);
         return -1;
     }
@@ -1240,9 +1287,9 @@ Vmalloc_t* vmswitch(Vmalloc_t* heap)
         errno = ENOMEM;
         return NULL;
     }
-    if (st->kind == SCOPE_IDLE || (scope_is_stacked(st) && st->owner != t)) {
-        scope_error("vmswitch", st->kind == SCOPE_IDLE ? "the heap was left"
-                                                       : "a sub-heap of another thread",
+    if (scope_foreign(heap) || st->kind == SCOPE_IDLE) {
+        scope_error("vmswitch", scope_foreign(heap) ? "a sub-heap of another thread"
+                                                    : "the heap was left",
                     heap);
         return NULL;
     }
@@ -1292,8 +1339,9 @@ void* vmnew(size_t size)
     Scopethr_t* t = scope_me_p;
     Vmalloc_t* vm = t ? t->cur : NULL;
     if (vm && size <= SCOPE_LARGE && !vm_tracing(vm) && vm->meth == &vm_scope_method) {
-        int locked = scope_locked_lock(vm);
         Scope_t* st = scope_state(vm);
+        /* t->cur is never another thread's: a sub-heap there is the caller's own. */
+        int locked = st->owner ? 0 : scope_locked_lock(vm);
         char* b = st->cur && st->kind != SCOPE_IDLE && scope_debug <= 0
                       ? scope_place(vm, st->cur, size ? vm_align_up(size, 16) : 16, 16, 0)
                       : NULL;
@@ -1308,43 +1356,20 @@ void* vmnew(size_t size)
 
 /* ---- moving blocks and destructors ------------------------------------------- */
 
-/* Lock two heaps, the lower address first (two threads moving blocks
- * between the same two shared heaps in opposite directions must not
- * deadlock). Returns a bit mask for scope_unlock2. */
-static int scope_lock2(Vmalloc_t* a, Vmalloc_t* b)
-{
-    if (a > b) {
-        Vmalloc_t* x = a;
-        a = b;
-        b = x;
-    }
-    return scope_locked_lock(a) | scope_locked_lock(b) << 1;
-}
-static void scope_unlock2(Vmalloc_t* a, Vmalloc_t* b, int mask)
-{
-    if (a > b) {
-        Vmalloc_t* x = a;
-        a = b;
-        b = x;
-    }
-    scope_unlock(b, mask & 2);
-    scope_unlock(a, mask & 1);
-}
-
 /* Move block from heap `from` to heap `to` (both scoped, distinct), both
  * locked: a large block's segment changes region (the address is kept),
  * other blocks are copied; the destructor goes with it. The new address, or
  * NULL with errno and nothing changed. */
 static void* scope_move_locked(Vmalloc_t* from, Vmalloc_t* to, void* block, const char* call)
 {
+    if (scope_thread_ok(from, call, 1) < 0)
+        return NULL;
     Vmseg_t* seg;
     char* hdr = scope_find(from, block, &seg, 0);
     if (!hdr) {
         scope_error(call, "not a busy block of the heap", from);
         return NULL;
     }
-    if (scope_state(from)->kind != SCOPE_PLAIN && scope_thread_ok(from, call, 1) < 0)
-        return NULL;
     size_t w = scope_hword(hdr), n = scope_usable(w);
     Scoperec_t* nr = NULL;
     if ((w & SCOPE_DTOR) && !(nr = scope_alloc_flags(to, sizeof *nr, 0, SCOPE_REC))) {
@@ -1450,8 +1475,9 @@ static Vmalloc_t* scope_holder(void* b)
 int vmdestructor(void* block, void (*fn)(void* block))
 {
     Vmalloc_t* vm = block && fn ? scope_holder(block) : NULL;
-    if (!vm) {
-        scope_error("vmdestructor", "not a block of a scoped heap", NULL);
+    if (!vm || scope_foreign(vm)) {
+        scope_error("vmdestructor", vm ? "a block of another thread's sub-heap"
+                                       : "not a block of a scoped heap", vm);
         return -1;
     }
     int locked = scope_locked_lock(vm);
@@ -1515,6 +1541,22 @@ static void scope_thread_exit(void* arg)
     }
     scope_me_p = NULL;
     (void)vm_os_unmap(t, vm_round_size(sizeof *t, vm_os_pagesize()));
+}
+
+/* ---- malloc into the current sub-heap ---------------------------------------------- */
+
+int vm_scope_malloc;
+
+int vmscope_malloc(int on)
+{
+    return __atomic_exchange_n(&vm_scope_malloc, on != 0, __ATOMIC_RELAXED);
+}
+
+Vmalloc_t* vm_scope_region(Vmalloc_t* dflt)
+{
+    Scopethr_t* t = scope_me_p;
+    Vmalloc_t* h = t ? t->cur : NULL;
+    return h && scope_is_stacked(scope_state(h)) ? h : dflt;
 }
 
 /* ---- helpers of the block macros ------------------------------------------------- */

@@ -393,6 +393,12 @@ void vm_debug_period(Vmalloc_t* vm, unsigned period);
  * errno on a write error. Takes the locks itself. */
 int vm_profile_write(Vmalloc_t* vm, int fd);
 
+/* scope.c: malloc's hook. While vm_scope_malloc is set (vmscope_malloc), a
+ * malloc goes to vm_scope_region(Vmregion): the calling thread's current
+ * sub-heap, or Vmregion when the thread is in none. */
+extern int vm_scope_malloc;
+Vmalloc_t* vm_scope_region(Vmalloc_t* dflt);
+
 /* The built-in objects, for static initialisers. */
 extern Vmethod_t vm_best_method, vm_pool_method, vm_last_method;
 extern Vmethod_t vm_debug_method, vm_profile_method;
