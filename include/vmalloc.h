@@ -179,8 +179,8 @@ void* _vmnewof(Vmalloc_t* vm, void* p, size_t tsize, size_t n, size_t x, int typ
  * sub-heap, freeing into a heap that is neither current nor an ancestor,
  * escaping from the bottom heap, leaving what is not the current sub-heap)
  * writes a "vmalloc: ..." line on fd 2 and fails with EINVAL; with
- * VMSCOPE_DEBUG=1 in the environment it aborts, and new blocks are filled
- * with 0xa0, freed ones with 0xfe.
+ * VMSCOPE_DEBUG=1 in the environment it aborts, new blocks are filled with
+ * 0xa0, freed ones with 0xfe, and blocks over 1 KiB end at a guard page.
  */
 extern Vmethod_t* Vmscope;
 

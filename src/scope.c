@@ -43,7 +43,9 @@
  * another thread, freeing into a sub-heap that is not current nor an
  * ancestor, leaving a heap that is not a sub-heap or not current, escaping
  * from the bottom heap, vmclose of a scoped heap. Debug mode also fills new
- * blocks with 0xa0 and freed ones with 0xfe (librcd's patterns).
+ * blocks with 0xa0 and freed ones with 0xfe (librcd's patterns) and ends each
+ * large block at a guard page (mprotect'ed; unprotected before the segment
+ * goes back to the discipline's cache or is resized).
  */
 #include "vmhdr.h"
 
@@ -61,6 +63,7 @@
 #define SCOPE_FMT 1u   /* seg->mflags: a chunk (not the home segment) */
 #define SCOPE_BIG 2u   /* the chunk holds one large block */
 #define SCOPE_SPARE 4u /* an empty chunk its discipline refused to take back */
+#define SCOPE_GUARD 8u /* debug mode: the last page of this big chunk is a guard page */
 
 #define SCOPE_DTOR ((size_t)1)  /* size word: a destructor is attached */
 #define SCOPE_REC ((size_t)2)   /* size word: a destructor record, not a user block */
@@ -118,6 +121,11 @@ struct scope_thr_s {
 static inline Scope_t* scope_state(Vmalloc_t* vm) { return (Scope_t*)vm_state(vm); }
 static inline Scopechunk_t* scope_chunk(const Vmseg_t* seg) { return (Scopechunk_t*)seg->data; }
 static inline char* scope_first(const Vmseg_t* seg) { return seg->data + SCOPE_FIRST; }
+/* Where blocks of seg must end: its end, or its guard page. */
+static inline char* scope_end(const Vmseg_t* seg)
+{
+    return (seg->mflags & SCOPE_GUARD) ? seg->end - vm_os_pagesize() : seg->end;
+}
 
 static uint64_t scope_secret; /* set before the first heap exists */
 
@@ -248,6 +256,8 @@ static void* scope_memory(Vmalloc_t* vm, void* addr, size_t csz, size_t nsz, Vmd
         }
         return vm_os_map(nsz);
     }
+    if (scope_debug > 0)
+        (void)vm_os_protect(addr, csz, 1); /* a guard page must not go back guarded */
     if (nsz == 0) {
         int c = scope_class(csz);
         if (c >= 0 && t && !t->dead && t->cached + csz <= SCOPE_CACHEBYTES) {
@@ -440,7 +450,8 @@ static char* scope_place(Vmalloc_t* vm, Vmseg_t* seg, size_t n, size_t a, size_t
     Scopechunk_t* ch = scope_chunk(seg);
     char* top = ch->top;
     char* b = vm_ptr_up(top + SCOPE_HDR, a);
-    if (b > seg->end || (size_t)(seg->end - b) < n)
+    char* end = scope_end(seg);
+    if (b > end || (size_t)(end - b) < n)
         return NULL;
     char* hdr = b - SCOPE_HDR;
     if (hdr > top)
@@ -452,6 +463,24 @@ static char* scope_place(Vmalloc_t* vm, Vmseg_t* seg, size_t n, size_t a, size_t
     return b;
 }
 
+/* Debug mode: make the last page of big chunk seg a guard page and move its
+ * top so that the next block of n bytes aligned to a ends right before it
+ * (an overflow then faults at once). 0, or -1 if it cannot be done. */
+static int scope_guard(Vmseg_t* seg, size_t n, size_t a)
+{
+    size_t page = vm_os_pagesize();
+    char* g = (char*)((uintptr_t)seg->end & ~(uintptr_t)(page - 1)) - page;
+    char* b = (char*)((uintptr_t)(g - n) & ~(uintptr_t)(a - 1));
+    char* hdr = b - SCOPE_HDR;
+    Scopechunk_t* ch = scope_chunk(seg);
+    if (g + page != seg->end || hdr < ch->top || vm_os_protect(g, page, 0) < 0)
+        return -1;
+    if (hdr > ch->top) /* then by at least SCOPE_HDR: both are 16-aligned */
+        scope_hset(ch->top, (size_t)(hdr - ch->top) - SCOPE_HDR, 0); /* a filler */
+    ch->top = hdr;
+    return 0;
+}
+
 static void* scope_alloc_flags(Vmalloc_t* vm, size_t size, size_t align, size_t flags)
 {
     Scope_t* st = scope_state(vm);
@@ -459,9 +488,13 @@ static void* scope_alloc_flags(Vmalloc_t* vm, size_t size, size_t align, size_t 
     size_t a = align > 16 ? align : 16;
     char* b = NULL;
     if (n + a - 16 > SCOPE_LARGE) {
-        Vmseg_t* seg = scope_chunk_get(vm, n + a, SCOPE_BIG);
+        int guard = scope_debug > 0 && vm->disc == &scope_disc;
+        size_t page = vm_os_pagesize();
+        Vmseg_t* seg = scope_chunk_get(vm, n + a + (guard ? 2 * page : 0), SCOPE_BIG);
         if (!seg)
             return NULL;
+        if (guard && scope_guard(seg, n, a) == 0)
+            seg->mflags |= SCOPE_GUARD;
         b = scope_place(vm, seg, n, a, flags);
     } else {
         if (st->cur)
@@ -632,7 +665,9 @@ static void* scope_resize(Vmalloc_t* vm, void* block, size_t size, int type)
      * core retries the call after VM_NOMEM: the move alone is retried. */
     Scope_t* st = scope_state(vm);
     int grow = last && (seg->mflags & SCOPE_BIG) && st->nogrow != block;
-    if (last && (n <= old || (size_t)(seg->end - b) >= n ||
+    if (grow && (seg->mflags & SCOPE_GUARD))
+        seg->mflags &= ~SCOPE_GUARD; /* the discipline unprotects it before resizing */
+    if (last && (n <= old || (size_t)(scope_end(seg) - b) >= n ||
                  (grow && vm_seg_resize(vm, seg, (size_t)(b - seg->data) + n) == 0))) {
         st->nogrow = NULL;
         size_t nw = n | (w & SCOPE_FLAGS);
@@ -810,7 +845,7 @@ static int scope_stat(Vmalloc_t* vm, Vmstat_t* st)
         if (!(seg->mflags & SCOPE_FMT))
             continue;
         (void)scope_each(seg, scope_stat_one, &q);
-        size_t tail = (size_t)(seg->end - scope_chunk(seg)->top);
+        size_t tail = (size_t)(scope_end(seg) - scope_chunk(seg)->top);
         if (tail) {
             st->n_free += 1;
             st->s_free += tail;
@@ -884,7 +919,7 @@ static int scope_checkf(Vmalloc_t* vm)
             continue;
         }
         Scopechunk_t* ch = scope_chunk(seg);
-        if (ch->top < scope_first(seg) || ch->top > seg->end) {
+        if (ch->top < scope_first(seg) || ch->top > scope_end(seg)) {
             bad += 1;
             continue;
         }

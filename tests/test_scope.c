@@ -584,7 +584,29 @@ static int debug_child(void)
     return 4;
 }
 
-static void test_debug(const char* self)
+/* Guard pages behind large blocks: reuse, resize, then an overflow by one. */
+static int guard_child(void)
+{
+    VM_SUBHEAP_AS(h) {
+        for (int i = 0; i < 50; ++i) {
+            char* b = vmnew(5000 + (size_t)i * 100);
+            memset(b, 1, 5000 + (size_t)i * 100);
+            if (i % 2)
+                vmfree(h, b);
+        }
+        char* r = vmnew(10000);
+        r = vmresize(h, r, 30000, VM_RSCOPY);
+        memset(r, 2, 30000);
+        char* b = vmnew(10000);
+        b[9999] = 1;
+        if (vmdbcheck(h) != 0)
+            return 2;
+        b[10000] = 1; /* faults: the guard page */
+    }
+    return 3;
+}
+
+static int run_child(const char* self, const char* what)
 {
     pid_t pid = fork();
     CHECK(pid >= 0, "fork");
@@ -592,11 +614,20 @@ static void test_debug(const char* self)
         int devnull = open("/dev/null", O_WRONLY);
         dup2(devnull, 2);
         setenv("VMSCOPE_DEBUG", "1", 1);
-        execl(self, self, "debug-child", (char*)NULL);
+        execl(self, self, what, (char*)NULL);
         _exit(5);
     }
     int status;
     waitpid(pid, &status, 0);
+    return status;
+}
+
+static void test_debug(const char* self)
+{
+    int status = run_child(self, "guard-child");
+    EXPECT(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV,
+           "debug mode: an overflow of a large block hits its guard page (status 0x%x)", status);
+    status = run_child(self, "debug-child");
     EXPECT(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT,
            "debug mode: fills as librcd and aborts on an error (status 0x%x)", status);
 }
@@ -605,6 +636,8 @@ int main(int argc, char** argv)
 {
     if (argc > 1 && strcmp(argv[1], "debug-child") == 0)
         return debug_child();
+    if (argc > 1 && strcmp(argv[1], "guard-child") == 0)
+        return guard_child();
     test_stack();
     EXPECT(recurse(2000) == 2001, "VM_SUBHEAP recursion 2000 deep");
     test_escape();
