@@ -402,8 +402,6 @@ static Vmalloc_t* mal_owner(Vmalloc_t* vm, void* p)
  * and asking for more would refuse every size whose blocks cannot give it. */
 static inline void* mal_alloc(Vmalloc_t* vm, size_t n)
 {
-    if (__builtin_expect(vm_scope_malloc, 0)) /* vmscope_malloc(1): the current sub-heap */
-        vm = vm_scope_region(vm);
     return vm->meth == &vm_pool_method ? vmalloc(vm, n) : vmalign(vm, n, VM_ALIGN);
 }
 
@@ -414,9 +412,16 @@ static inline int mal_fast_ok(const Vmalloc_t* vm)
     return vm->meth->fastallocf && !vm_fl_pending() && !vm_tracing(vm);
 }
 
+/* Where a new block goes: vm, or with vmscope_malloc(1) the calling thread's
+ * current sub-heap (scope.c). One branch on a global when it is off. */
+static inline Vmalloc_t* mal_target(Vmalloc_t* vm)
+{
+    return __builtin_expect(vm_scope_malloc, 0) ? vm_scope_region(vm) : vm;
+}
+
 void* malloc(size_t n)
 {
-    Vmalloc_t* vm = mal_region();
+    Vmalloc_t* vm = mal_target(mal_region());
     if (mal_fast_ok(vm)) {
         void* p = vm->meth->fastallocf(vm, n, 0);
         if (p)
@@ -475,7 +480,7 @@ void* calloc(size_t n, size_t m)
         errno = ENOMEM;
         return NULL;
     }
-    void* p = mal_alloc(mal_region(), size);
+    void* p = mal_alloc(mal_target(mal_region()), size);
     if (p)
         memset(p, 0, size);
     return p;
@@ -515,7 +520,7 @@ void* realloc(void* p, size_t n)
     vm_caller_here(__builtin_return_address(0));
     Vmalloc_t* vm = mal_region();
     if (!p)
-        return mal_alloc(vm, n);
+        return mal_alloc(mal_target(vm), n);
     if (n == 0) { /* glibc: free and return NULL */
         free(p);
         return NULL;
