@@ -25,7 +25,10 @@ set(malloc_family malloc free calloc realloc reallocarray memalign posix_memalig
 set(api vmopen vmclose vmclear vmcompact vmalloc vmalign vmfree vmresize vmstat vmaddr
   vmsize vmregion vmset vmstrdup vmdbcheck vmdbwatch vmprofile vmtrace vmsegment vmwalk
   vmdisc _vmnewof _vmflinfo Vmbest Vmpool Vmlast Vmdebug Vmprofile Vmdcsystem Vmdcsbrk Vmdcheap
-  Vmheap Vmregion)
+  Vmheap Vmregion
+  vmcurrent vmglobal vmenter vmleave vmnew vmescape vmescape_list vmimport vmswitch vmtxn_begin
+  vmtxn_commit vmtxn_abort vmtxn_end vmdestructor vmheap_open vmheap_close vmparent vmunwind
+  vmmust vmscope_malloc Vmscope)
 
 string(REPLACE "\n" ";" lines "${out}")
 set(errors "")
