@@ -131,8 +131,11 @@ static uint64_t scope_secret; /* set before the first heap exists */
 
 static inline uint64_t scope_check(const void* hdr, size_t word, uint64_t gen)
 {
-    uint64_t x = ((uint64_t)(uintptr_t)hdr ^ ((uint64_t)word * 0xff51afd7ed558ccdull) ^
-                  (gen * 0xc4ceb9fe1a85ec53ull) ^ scope_secret) * 0x9E3779B97F4A7C15ull;
+    /* One multiply: the fields are xor'ed at different rotations so that no
+     * two of them cancel, the secret keeps the result unpredictable. */
+    uint64_t x = (uint64_t)(uintptr_t)hdr ^ ((uint64_t)word << 40 | (uint64_t)word >> 24) ^
+                 (gen << 17 | gen >> 47) ^ scope_secret;
+    x *= 0x9E3779B97F4A7C15ull;
     return (x ^ (x >> 31)) | 1; /* never 0: 0 marks a freed header */
 }
 
@@ -1373,18 +1376,25 @@ void* vmnew(size_t size)
 {
     Scopethr_t* t = scope_me_p;
     Vmalloc_t* vm = t ? t->cur : NULL;
-    if (vm && size <= SCOPE_LARGE && !vm_tracing(vm) && vm->meth == &vm_scope_method) {
+    if (vm && size <= SCOPE_LARGE && vm->meth == &vm_scope_method && scope_debug <= 0 &&
+        !vm_tracing(vm)) {
         Scope_t* st = scope_state(vm);
-        /* t->cur is never another thread's: a sub-heap there is the caller's own. */
-        int locked = st->owner ? 0 : scope_locked_lock(vm);
-        char* b = st->cur && st->kind != SCOPE_IDLE && scope_debug <= 0
-                      ? scope_place(vm, st->cur, size ? vm_align_up(size, 16) : 16, 16, 0)
-                      : NULL;
-        if (b)
-            vm_busy_add(vm, scope_usable(scope_hword(b - SCOPE_HDR)));
-        scope_unlock(vm, locked);
-        if (b)
-            return b;
+        Vmseg_t* seg = st->cur;
+        /* t->cur is never another thread's: a sub-heap there is the caller's
+         * own, used without the lock. Its current chunk has no guard page,
+         * and its top is 16-aligned. */
+        if (st->owner && seg) {
+            Scopechunk_t* ch = scope_chunk(seg);
+            size_t n = size ? vm_align_up(size, 16) : 16;
+            char* hdr = ch->top;
+            if ((size_t)(seg->end - hdr) >= n + SCOPE_HDR) {
+                scope_hset(hdr, n, scope_check(hdr, n, ch->gen));
+                ch->top = hdr + SCOPE_HDR + n;
+                ch->live += 1;
+                vm_busy_add(vm, n);
+                return hdr + SCOPE_HDR;
+            }
+        }
     }
     return vmalloc(vm ? vm : vmcurrent(), size);
 }
