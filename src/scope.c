@@ -1379,11 +1379,11 @@ void* vmnew(size_t size)
     if (vm && size <= SCOPE_LARGE && vm->meth == &vm_scope_method && scope_debug <= 0 &&
         !vm_tracing(vm)) {
         Scope_t* st = scope_state(vm);
-        Vmseg_t* seg = st->cur;
         /* t->cur is never another thread's: a sub-heap there is the caller's
-         * own, used without the lock. Its current chunk has no guard page,
-         * and its top is 16-aligned. */
-        if (st->owner && seg) {
+         * own, used without the lock (a shared heap is not even looked at
+         * here). Its current chunk has no guard page; its top is 16-aligned. */
+        Vmseg_t* seg = st->owner ? st->cur : NULL;
+        if (seg) {
             Scopechunk_t* ch = scope_chunk(seg);
             size_t n = size ? vm_align_up(size, 16) : 16;
             char* hdr = ch->top;
