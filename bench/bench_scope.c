@@ -4,17 +4,19 @@
  *   vmscope   vmenter + vmnew + vmleave (the VM_SUBHEAP block);
  *   talloc    talloc_new + talloc_size + talloc_free (Samba's talloc);
  *   apr       apr_pool_create + apr_palloc + apr_pool_destroy (APR pools);
- *   malloc    malloc + free of the same block (no heap at all: a floor).
+ *   malloc    malloc + free of the same blocks (no heap at all: for scale).
  * Two patterns: "one" allocates one 32-byte block per scope; "ten" allocates
  * ten blocks of 16..304 bytes. Each line is "pattern allocator ns-per-scope"
- * in CPU time (user+sys of the process), the best of the inner repeats being
- * left to run.sh's medians. talloc and APR are measured when the build found
- * them (HAVE_TALLOC, HAVE_APR); otherwise a "skip" line names the package.
+ * in CPU time (user+sys of the process); bench/scope.sh runs the program
+ * several times and takes medians. talloc and APR are measured when the
+ * build found them (HAVE_TALLOC, HAVE_APR); otherwise a "skip" line on
+ * standard error names the packages to install.
  * No result is checked against a time limit.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <vmalloc.h>
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
