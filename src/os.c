@@ -94,11 +94,6 @@ int vm_os_remap_inplace(void* addr, size_t osize, size_t nsize)
 
 int vm_os_purge(void* addr, size_t size) { return madvise(addr, size, MADV_DONTNEED); }
 
-int vm_os_protect(void* addr, size_t size, int writable)
-{
-    return mprotect(addr, size, writable ? PROT_READ | PROT_WRITE : PROT_NONE);
-}
-
 void* vm_os_sbrk(intptr_t incr) { return sbrk(incr); }
 
 uint64_t vm_os_random(void)

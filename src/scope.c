@@ -201,7 +201,7 @@ static void scope_error(const char* call, const char* what, Vmalloc_t* vm)
     (void)vm_os_write(2, buf, (size_t)(p - buf));
     errno = EINVAL;
     if (scope_debugging())
-        abort();
+        vm_os_abort();
 }
 
 /* ---- the thread's record and its chunk cache ------------------------------- */
@@ -1621,5 +1621,5 @@ Vmalloc_t* vmmust(Vmalloc_t* heap, const char* what)
         return heap;
     int err = errno;
     scope_error(what ? what : "vmmust", err == ENOMEM ? "out of memory" : "failed", NULL);
-    abort();
+    vm_os_abort();
 }

@@ -416,7 +416,6 @@ uint64_t vm_os_now_ms(void);                             /* a monotonic clock, c
 int vm_os_unmap(void* addr, size_t size);
 int vm_os_remap_inplace(void* addr, size_t osize, size_t nsize); /* 0: done, no move */
 int vm_os_purge(void* addr, size_t size);                /* drop the pages' content */
-int vm_os_protect(void* addr, size_t size, int writable); /* pages: no access, or read+write */
 void* vm_os_sbrk(intptr_t incr);                         /* (void*)-1 on failure */
 uint64_t vm_os_random(void);
 int vm_os_write(int fd, const void* buf, size_t n);      /* all of it, or -1 */
