@@ -291,18 +291,6 @@ static Vmdisc_t scope_disc = {scope_memory, scope_except, 0};
 
 /* ---- the method -------------------------------------------------------------- */
 
-static inline int scope_locked_lock(Vmalloc_t* vm)
-{
-    if (vm->flags & VM_TRUST)
-        return 0;
-    pthread_mutex_lock(&vm->lock);
-    return 1;
-}
-static inline void scope_unlock(Vmalloc_t* vm, int locked)
-{
-    if (locked)
-        pthread_mutex_unlock(&vm->lock);
-}
 
 /* Lock two heaps, the lower address first (two threads moving blocks
  * between the same two shared heaps in opposite directions must not
@@ -314,7 +302,8 @@ static int scope_lock2(Vmalloc_t* a, Vmalloc_t* b)
         a = b;
         b = x;
     }
-    return scope_locked_lock(a) | scope_locked_lock(b) << 1;
+    int mask = vm_region_lock(a); /* a first: the operands of | have no order */
+    return mask | vm_region_lock(b) << 1;
 }
 static void scope_unlock2(Vmalloc_t* a, Vmalloc_t* b, int mask)
 {
@@ -323,8 +312,8 @@ static void scope_unlock2(Vmalloc_t* a, Vmalloc_t* b, int mask)
         a = b;
         b = x;
     }
-    scope_unlock(b, mask & 2);
-    scope_unlock(a, mask & 1);
+    vm_region_unlock(b, mask & 2);
+    vm_region_unlock(a, mask & 1);
 }
 
 static inline int scope_is_stacked(const Scope_t* st)
@@ -1004,22 +993,22 @@ static void scope_heap_empty(Vmalloc_t* vm)
 {
     Scope_t* st = scope_state(vm);
     while (st->kids || st->dtors) {
-        int locked = scope_locked_lock(vm);
+        int locked = vm_region_lock(vm);
         Vmalloc_t* kid = st->kids;
         Scoperec_t* r = kid ? NULL : st->dtors;
         if (kid)
             st->kids = scope_state(kid)->sib;
         else
             st->dtors = r->next;
-        scope_unlock(vm, locked);
+        vm_region_unlock(vm, locked);
         if (kid)
             (void)scope_heap_close(kid);
         else if (r->fn)
             r->fn(r->block);
     }
-    int locked = scope_locked_lock(vm);
+    int locked = vm_region_lock(vm);
     scope_reset(vm);
-    scope_unlock(vm, locked);
+    vm_region_unlock(vm, locked);
 }
 
 /* vm is empty and no longer anyone's: keep it in the calling thread's cache
@@ -1046,13 +1035,13 @@ static void scope_unkid(Vmalloc_t* vm)
     Vmalloc_t* p = scope_state(vm)->parent;
     if (!p)
         return;
-    int locked = scope_locked_lock(p);
+    int locked = vm_region_lock(p);
     for (Vmalloc_t** pp = &scope_state(p)->kids; *pp; pp = &scope_state(*pp)->sib)
         if (*pp == vm) {
             *pp = scope_state(vm)->sib;
             break;
         }
-    scope_unlock(p, locked);
+    vm_region_unlock(p, locked);
 }
 
 static int scope_heap_close(Vmalloc_t* vm)
@@ -1181,9 +1170,9 @@ static void scope_pop(Scopethr_t* t, Vmalloc_t* heap)
     } else if (heap->nsegs == 1 || (heap->nsegs == 2 && st->keep && !st->spare)) {
         scope_reset(heap); /* the owner's, and the table does not change: no lock */
     } else {
-        int locked = scope_locked_lock(heap);
+        int locked = vm_region_lock(heap);
         scope_reset(heap);
-        scope_unlock(heap, locked);
+        vm_region_unlock(heap, locked);
     }
     scope_heap_retire(heap);
 }
@@ -1288,10 +1277,10 @@ int vmtxn_commit(Vmalloc_t* heap)
         t->cur = p;
         st->kind = SCOPE_OWNED;
         st->owner = NULL;
-        int locked = scope_locked_lock(p);
+        int locked = vm_region_lock(p);
         st->sib = scope_state(p)->kids;
         scope_state(p)->kids = heap;
-        scope_unlock(p, locked);
+        vm_region_unlock(p, locked);
         scope_error("vmtxn_commit", "out of memory: the rest is kept as an owned heap", heap);
         return -1;
     }
@@ -1347,10 +1336,10 @@ Vmalloc_t* vmheap_open(void)
     Vmalloc_t* vm = scope_heap_new(t, SCOPE_OWNED, p);
     if (!vm)
         return NULL;
-    int locked = scope_locked_lock(p);
+    int locked = vm_region_lock(p);
     scope_state(vm)->sib = scope_state(p)->kids;
     scope_state(p)->kids = vm;
-    scope_unlock(p, locked);
+    vm_region_unlock(p, locked);
     return vm;
 }
 
@@ -1525,7 +1514,7 @@ int vmdestructor(void* block, void (*fn)(void* block))
                                        : "not a block of a scoped heap", vm);
         return -1;
     }
-    int locked = scope_locked_lock(vm);
+    int locked = vm_region_lock(vm);
     Vmseg_t* seg;
     char* hdr = scope_find(vm, block, &seg, 0);
     int r = -1;
@@ -1550,7 +1539,7 @@ int vmdestructor(void* block, void (*fn)(void* block))
         } else
             errno = ENOMEM;
     }
-    scope_unlock(vm, locked);
+    vm_region_unlock(vm, locked);
     if (!hdr)
         scope_error("vmdestructor", "not a busy block of a scoped heap", vm);
     return r;
