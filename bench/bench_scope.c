@@ -7,7 +7,8 @@
  *   malloc    malloc + free of the same blocks (no heap at all: for scale).
  * Two patterns: "one" allocates one 32-byte block per scope; "ten" allocates
  * ten blocks of 16..304 bytes. Each line is "pattern allocator ns-per-scope"
- * in CPU time (user+sys of the process); bench/scope.sh runs the program
+ * in CPU time (user+sys of the process), after one unreported round of
+ * everything (warm caches and clock); bench/scope.sh runs the program
  * several times and takes medians. talloc and APR are measured when the
  * build found them (HAVE_TALLOC, HAVE_APR); otherwise a "skip" line on
  * standard error names the packages to install.
@@ -42,9 +43,12 @@ static volatile unsigned long sink; /* keeps the blocks from being optimised awa
 
 static inline void touch(void* p) { sink += (unsigned long)(uintptr_t)p & 0xff; }
 
+static int warming; /* a first, unreported round: caches, page faults, clock speed */
+
 static void report(const char* pat, const char* who, double t0)
 {
-    printf("%s %s %.2f\n", pat, who, (cpu_now() - t0) / SCOPES);
+    if (!warming)
+        printf("%s %s %.2f\n", pat, who, (cpu_now() - t0) / SCOPES);
 }
 
 static void bench_vmscope(int n)
@@ -109,15 +113,17 @@ int main(void)
 #ifdef HAVE_APR
     apr_initialize();
 #endif
-    for (int n = 1; n <= 10; n += 9) {
-        bench_vmscope(n);
-        bench_malloc(n);
+    for (warming = 1; warming >= 0; --warming) {
+        for (int n = 1; n <= 10; n += 9) {
+            bench_vmscope(n);
+            bench_malloc(n);
 #ifdef HAVE_TALLOC
-        bench_talloc(n);
+            bench_talloc(n);
 #endif
 #ifdef HAVE_APR
-        bench_apr(n);
+            bench_apr(n);
 #endif
+        }
     }
 #ifndef HAVE_TALLOC
     fprintf(stderr, "skip talloc: apt-get install libtalloc-dev, then reconfigure\n");
