@@ -64,6 +64,7 @@ static const size_t pg_minseg[2] = {4, 2}, pg_maxseg[2] = {60, 16};
 #define PG_MAXSEG 60
 #define PG_DIRTYMIN ((size_t)32 << 20) /* empty bytes kept unpurged, or half the active ones */
 #define PG_TICK_MS 1000
+#define PG_SHRINKMIN ((size_t)8 << 20)
 
 enum { PG_EMPTY = 0, PG_ACTIVE = 1 };
 
@@ -556,6 +557,50 @@ static void* pg_take(Vmalloc_t* vm, Pgstate_t* pg, unsigned k, Pgcache_t* c)
     return b;
 }
 
+/* Up to want blocks of class k for cache c, linked and keyed as free, put
+ * in front of the list at *head; their number (0 with the fault recorded
+ * when no page could be had). A page's free list is cut in one piece and
+ * never-used blocks are linked in address order, with one update of the
+ * page's and the region's counts per page. Counted busy. Locked. */
+static uint32_t pg_take_list(Vmalloc_t* vm, Pgstate_t* pg, unsigned k, Pgcache_t* c,
+                             uint32_t want, void** head)
+{
+    uint32_t got = 0;
+    while (got < want) {
+        Pgpage_t* d = pg_page_for(vm, pg, c, k);
+        if (!d)
+            break;
+        uint32_t n;
+        if (d->free) {
+            void* last = d->free;
+            for (n = 1; n < want - got && *(void**)last; ++n)
+                last = *(void**)last;
+            void* first = d->free;
+            d->free = *(void**)last;
+            *(void**)last = *head;
+            *head = first;
+            d->nfree = (uint16_t)(d->nfree - n);
+        } else {
+            uint32_t room = (uint32_t)(d->cap - d->bump);
+            n = room < want - got ? room : want - got;
+            char* b = pg_block(d, d->bump);
+            char* p = b;
+            for (uint32_t i = 0; i + 1 < n; ++i, p += d->bsize)
+                pg_mark_free(pg, p, p + d->bsize);
+            pg_mark_free(pg, p, *head);
+            *head = b;
+            __atomic_store_n(&d->bump, (uint16_t)(d->bump + n), __ATOMIC_RELAXED);
+        }
+        d->used = (uint16_t)(d->used + n);
+        got += n;
+        vm->n_busy += n;
+        vm->s_busy += (size_t)n * d->bsize;
+        if (vm->s_busy > vm->max_busy)
+            vm->max_busy = vm->s_busy;
+    }
+    return got;
+}
+
 /* Give the keyed block b of page d back to it. */
 static void pg_give(Vmalloc_t* vm, Pgstate_t* pg, Pgpage_t* d, void* b)
 {
@@ -638,13 +683,24 @@ static void pg_cache_drain(Vmalloc_t* vm, Pgstate_t* pg, Pgcache_t* c, unsigned 
     pg_bin_setn(bin, given < 0 ? 0 : pg_bin_n(bin) - (uint32_t)given);
 }
 
-/* More pages emptied since the last timed purge than half the active ones:
- * the program is giving memory back. Lists then go to their pages at once,
+/* More pages emptied since the last timed purge than half the active ones,
+ * and more than PG_SHRINKMIN bytes of them: the program is giving memory back
+ * (a small program that frees all it has in a loop is not). Lists then go to their pages at once,
  * since a cached block holds its whole page resident. */
 static inline int pg_shrinking(const Pgstate_t* pg, unsigned k)
 {
-    const Pgkind_t* pk = &pg->kind[pg_kind_of(k)];
-    return 2 * pk->retired > pg_active(pk);
+    unsigned kind = pg_kind_of(k);
+    const Pgkind_t* pk = &pg->kind[kind];
+    return 2 * pk->retired > pg_active(pk) && pk->retired * pg_psize(kind) > PG_SHRINKMIN;
+}
+
+/* The transfer cache's slots (kept out of the region's state, which may
+ * live in a small buffer). 0 if there is no memory for them. Locked. */
+static int pg_xfer_ready(Pgstate_t* pg)
+{
+    if (!pg->xfer)
+        pg->xfer = vm_os_map(vm_align_up(PG_NCLASS * sizeof *pg->xfer, vm_os_pagesize()));
+    return pg->xfer != NULL;
 }
 
 /* Every list of the transfer cache back to the pages. Locked. */
@@ -781,7 +837,6 @@ __attribute__((noinline)) static void* pg_refill(Vmalloc_t* vm, Pgstate_t* pg, P
 {
     Pgbin_t* bin = &c->bin[k];
     uint32_t want = bin->max / 2;
-    void* got;
     pthread_mutex_lock(&vm->lock);
     if (pg->nxfer[k] > 0) { /* a whole list a flush left: this cache's own first */
         unsigned i = pg->nxfer[k] - 1;
@@ -806,23 +861,17 @@ __attribute__((noinline)) static void* pg_refill(Vmalloc_t* vm, Pgstate_t* pg, P
         ((uint64_t*)b)[1] = 0;
         return b;
     }
-    got = pg_take(vm, pg, k, c);
-    uint32_t n = 0;
-    while (got && n + 1 < want) {
-        void* b = pg_take(vm, pg, k, c);
-        if (!b)
-            break;
-        pg_mark_free(pg, b, bin->head);
-        bin->head = b;
-        n++;
-    }
+    void** list = NULL;
+    uint32_t n = pg_take_list(vm, pg, k, c, want, (void**)&list);
     pg_tick(vm, pg);
     vm->fault = 0; /* the locked path will try again and report */
     pthread_mutex_unlock(&vm->lock);
-    pg_bin_setn(bin, n);
-    if (got)
-        ((uint64_t*)got)[1] = 0;
-    return got;
+    if (n == 0)
+        return NULL;
+    bin->head = list[0];
+    pg_bin_setn(bin, n - 1);
+    ((uint64_t*)list)[1] = 0;
+    return list;
 }
 
 __attribute__((noinline)) static void pg_flush(Vmalloc_t* vm, Pgstate_t* pg, Pgcache_t* c, unsigned k)
@@ -836,7 +885,7 @@ __attribute__((noinline)) static void pg_flush(Vmalloc_t* vm, Pgstate_t* pg, Pgc
             (void)pg_list_give(vm, pg, &x->head, UINT32_MAX);
             x->n = 0;
         }
-    } else if (pg->nxfer[k] < PG_XFER) { /* the whole list, for the next refill */
+    } else if (pg->nxfer[k] < PG_XFER && pg_xfer_ready(pg)) { /* whole, for the next refill */
         Pgbatch_t* x = &pg->xfer[k][pg->nxfer[k]++];
         x->head = bin->head;
         x->n = pg_bin_n(bin);
@@ -868,6 +917,9 @@ void pg_close(Vmalloc_t* vm, Pgstate_t* pg)
     }
     pg->caches = NULL;
     pg->trust = NULL;
+    if (pg->xfer)
+        (void)vm_os_unmap(pg->xfer, vm_align_up(PG_NCLASS * sizeof *pg->xfer, vm_os_pagesize()));
+    pg->xfer = NULL;
     pthread_mutex_unlock(&vm_cache_lock);
 }
 
@@ -1061,10 +1113,12 @@ void pg_clear(Vmalloc_t* vm, Pgstate_t* pg)
         }
     Pgcache_t* caches = pg->caches;
     Pgcache_t* trust = pg->trust;
+    Pgbatch_t(*xfer)[PG_XFER] = pg->xfer;
     size_t nextseg[2] = {pg->kind[0].nextseg, pg->kind[1].nextseg};
     memset(&pg->key, 0, sizeof *pg - offsetof(Pgstate_t, key)); /* on stays as it is */
     pg->caches = caches;
     pg->trust = trust;
+    pg->xfer = xfer; /* its lists are gone with the rest: nxfer is 0 */
     pg->kind[0].nextseg = nextseg[0];
     pg->kind[1].nextseg = nextseg[1];
     pg->key = vm_os_random();

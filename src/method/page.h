@@ -56,7 +56,7 @@
 
 #define SEG_PAGES 2u /* seg->mflags: a page segment (SEG_HUGE is 1, best.c) */
 
-#define PG_XFER 2 /* batches per class in a region's transfer cache */
+#define PG_XFER 8 /* batches per class in a region's transfer cache */
 
 typedef struct pg_page Pgpage_t;
 typedef struct pg_cache Pgcache_t;
@@ -91,7 +91,7 @@ typedef struct {
     /* The transfer cache: whole lists a thread cache gave up, for the next
      * refill of any thread, so a burst of frees and a burst of allocations
      * move lists in O(1) instead of blocks one by one through their pages. */
-    Pgbatch_t xfer[PG_NCLASS][PG_XFER];
+    Pgbatch_t (*xfer)[PG_XFER];    /* [PG_NCLASS], mapped at the first flush */
     uint8_t nxfer[PG_NCLASS];
 } Pgstate_t;
 
