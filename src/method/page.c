@@ -40,7 +40,7 @@
  * max/2 blocks), under the lock. Page lookup: two dependent loads. Space: 0
  * header bytes per block; 64 bytes per page and ~128 per segment, in the
  * segment's first OS page; a cache holds at most max(4, min(256, 32 KiB /
- * size)) blocks per class, the transfer cache two such lists per class.
+ * size)) blocks per class, the transfer cache eight such lists per class.
  *
  * Locking. Page lists, page descriptors, the transfer cache, the caches'
  * own pages and the region's cache list are guarded by the region lock. A
