@@ -348,15 +348,9 @@ static void* pool_alloc(Vmalloc_t* vm, size_t size, size_t align)
     return b;
 }
 
-static int pool_free(Vmalloc_t* vm, void* block)
+/* Free block i of ps (validated busy). */
+static void pool_free_at(Vmalloc_t* vm, Pool_t* pl, Poolseg_t* ps, size_t i, void* block)
 {
-    Pool_t* pl = pool_state(vm);
-    size_t i;
-    Poolseg_t* ps = pool_busy(vm, block, &i);
-    if (!ps) {
-        vm_fault(vm, VM_BADADDR, block);
-        return -1;
-    }
     pool_clrbit(ps, i);
     pool_setlink(block, ps->free);
     ps->free = block;
@@ -365,6 +359,17 @@ static int pool_free(Vmalloc_t* vm, void* block)
     if (!ps->avail)
         pool_avail_push(pl, ps);
     vm_busy_sub(vm, pl->bsize);
+}
+
+static int pool_free(Vmalloc_t* vm, void* block)
+{
+    size_t i;
+    Poolseg_t* ps = pool_busy(vm, block, &i);
+    if (!ps) {
+        vm_fault(vm, VM_BADADDR, block);
+        return -1;
+    }
+    pool_free_at(vm, pool_state(vm), ps, i, block);
     return 0;
 }
 
@@ -581,9 +586,11 @@ static int pool_fast_free(Vmalloc_t* vm, void* block)
     if (!(vm->flags & VM_TRUST) || !pool_state(vm)->bsize)
         return 1;
     size_t i;
-    if (!pool_busy(vm, block, &i))
+    Poolseg_t* ps = pool_busy(vm, block, &i);
+    if (!ps)
         return 1;
-    return pool_free(vm, block);
+    pool_free_at(vm, pool_state(vm), ps, i, block);
+    return 0;
 }
 
 Vmethod_t vm_pool_method = {
