@@ -404,7 +404,7 @@ extern Vmethod_t vm_best_method, vm_pool_method, vm_last_method;
 extern Vmethod_t vm_debug_method, vm_profile_method;
 extern Vmethod_t vm_scope_method; /* scope.c: the method of scoped heaps */
 extern Vmdisc_t vm_dc_system, vm_dc_sbrk, vm_dc_heap;
-extern Vmdisc_t vm_dc_system_aligned; /* Vmdcsystem, new segments aligned to 128 KiB */
+extern Vmdisc_t vm_dc_system_aligned; /* Vmdcsystem, new segments aligned to 64 KiB */
 extern Vmalloc_t* vm_heap_region(void); /* the static Vmheap object */
 
 /* os.c — the only file that talks to the kernel. Sizes are multiples of the

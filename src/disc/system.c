@@ -4,12 +4,12 @@
  * with mremap (without moving, as the discipline contract requires). The
  * default raw memory of Vmheap and of regions that name no better source.
  * A second, internal discipline (vm_dc_system_aligned) aligns new segments
- * to 128 KiB: Vmbest takes its small-block pages from it when the region's
+ * to 64 KiB: Vmbest takes its small-block pages from it when the region's
  * discipline is Vmdcsystem (method/page.h).
  */
 #include "../vmhdr.h"
 
-#define SYSTEM_ALIGN ((size_t)128 << 10)
+#define SYSTEM_ALIGN ((size_t)64 << 10)
 
 static void* system_memory(Vmalloc_t* vm, void* addr, size_t csz, size_t nsz, Vmdisc_t* disc)
 {

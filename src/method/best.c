@@ -409,11 +409,11 @@ static int best_extend(Vmalloc_t* vm, size_t size)
 /* Get a new segment able to hold a block of size bytes. */
 static int best_grow(Vmalloc_t* vm, size_t size)
 {
-    /* Half the arena outside the small-block pages, and room for the block
-     * to double: few segments, and a block growing at the end of the new one
-     * grows in place for a while. */
+    /* A quarter of the arena outside the small-block pages, and room for
+     * the block to double: few segments, little overshoot, and a block
+     * growing at the end of the new one grows in place for a while. */
     size_t pages = best_state(vm)->pg.pagebytes;
-    size_t want = (vm->extent > pages ? vm->extent - pages : 0) / 2;
+    size_t want = (vm->extent > pages ? vm->extent - pages : 0) / 4;
     if (want < 2 * (size + BEST_HDR))
         want = 2 * (size + BEST_HDR);
     want = want < BEST_SEGMIN ? BEST_SEGMIN : want > BEST_SEGMAX ? BEST_SEGMAX : want;

@@ -1,12 +1,12 @@
 /*
- * method/page.c — Vmbest's small blocks: size classes in 32 and 128 KiB pages, and
+ * method/page.c — Vmbest's small blocks: size classes in 32 and 64 KiB pages, and
  * per-thread caches so that malloc/free of small sizes take no lock.
  *
  * Algorithm (the glossary is page.h).
  *   - A request of at most PG_MAXCLASS (16 KiB) is rounded up to its class
  *     (64 classes; waste <= 12.5% above 256 bytes, < 16 bytes below) and
  *     served from a page holding only blocks of that class, with no
- *     per-block header: a 32 KiB page up to 2 KiB, a 128 KiB page above. Whether an address is in a page at all, and which
+ *     per-block header: a 32 KiB page up to 2 KiB, a 64 KiB page above. Whether an address is in a page at all, and which
  *     page of its segment, is one byte in a process-wide map (two levels:
  *     2^15 pointers, leaves of 2^17 bytes made on demand), so a foreign
  *     pointer is recognised in O(1) without touching its memory; the page's
@@ -60,7 +60,7 @@
 /* Pages in the first page segment of a kind, then x1.5, at most (the
  * headers fit in 4 KiB; a segment is at most ~2 MiB): the arena overshoots
  * by at most a third. */
-static const size_t pg_minseg[2] = {4, 2}, pg_maxseg[2] = {60, 16};
+static const size_t pg_minseg[2] = {4, 2}, pg_maxseg[2] = {60, 32};
 #define PG_MAXSEG 60
 #define PG_DIRTYMIN ((size_t)32 << 20) /* empty bytes kept unpurged, or half the active ones */
 #define PG_TICK_MS 1000

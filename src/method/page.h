@@ -1,6 +1,6 @@
 /*
  * method/page.h — the small-block layer of Vmbest: size classes served from
- * 32 KiB (up to 2 KiB) or 128 KiB pages (up to 16 KiB) of one class, with
+ * 32 KiB (up to 2 KiB) or 64 KiB pages (up to 16 KiB) of one class, with
  * per-thread caches in front (page.c).
  *
  * Glossary (all sizes in bytes; P is a page's address, a multiple of PG_SIZE)
@@ -47,7 +47,7 @@
 
 #define PG_SHIFT 15 /* small pages: classes up to PG_MAXSMALL */
 #define PG_SIZE ((size_t)1 << PG_SHIFT)
-#define PG_LSHIFT 17 /* large pages: the classes above, up to PG_MAXCLASS */
+#define PG_LSHIFT 16 /* large pages: the classes above, up to PG_MAXCLASS */
 #define PG_LSIZE ((size_t)1 << PG_LSHIFT)
 #define PG_NCLASS 64
 #define PG_NSMALL 40 /* classes in small pages */
