@@ -6,8 +6,9 @@
  *   - A request of at most PG_MAXCLASS (16 KiB) is rounded up to its class
  *     (64 classes; waste <= 12.5% above 256 bytes, < 16 bytes below) and
  *     served from a page holding only blocks of that class, with no
- *     per-block header: a 32 KiB page up to 2 KiB, a 64 KiB page above. Whether an address is in a page at all, and which
- *     page of its segment, is one byte in a process-wide map (two levels:
+ *     per-block header: a 32 KiB page up to 2 KiB, a 64 KiB page above.
+ *     Whether an address is in a page at all, and which page of its
+ *     segment, is one byte per 32 KiB in a process-wide map (two levels:
  *     2^15 pointers, leaves of 2^17 bytes made on demand), so a foreign
  *     pointer is recognised in O(1) without touching its memory; the page's
  *     descriptor is then in its segment's first page.
@@ -73,7 +74,7 @@ struct pg_page {
     void* free;            /* blocks given back, linked through word 0 */
     Pgpage_t *next, *prev; /* in partial[cls], or in the dirty or clean list */
     Pgcache_t* owner;      /* the cache that carves from it (then on no partial list) */
-    uint32_t bsize, recip; /* class size; 2^32 / bsize + 1 (exact division below 2^16) */
+    uint32_t bsize, recip; /* class size; 2^32 / bsize + 1 (exact division of offsets < 2^17) */
     uint16_t cls, cap, start, used, nfree;
     uint16_t bump;         /* written under the lock, read by the fast free: atomic */
     uint8_t state, dirty;
