@@ -773,11 +773,9 @@ static void* best_resize_small(Vmalloc_t* vm, void* p, long old, size_t size, in
         vm_fault(vm, VM_BADADDR, p);
         return NULL;
     }
-    if (size <= (size_t)old && (size > (size_t)old / 2 || old <= 128 || !(type & VM_RSMOVE)))
+    if (pg_resize_stays((size_t)old, size) || (size <= (size_t)old && !(type & VM_RSMOVE)))
         return p;
-    /* Growth slack (the paper's): a growing block that must move gets twice
-     * its old room, so a block grown step by step moves O(log n) times. */
-    size_t want = size > (size_t)old && size < 2 * (size_t)old ? 2 * (size_t)old : size;
+    size_t want = pg_resize_want((size_t)old, size);
     if (pg_grows_out((size_t)old, want) && (type & VM_RSMOVE)) {
         /* Out of the pages: a best-fit block can grow in place from now on. */
         void* q = best_alloc_fit(vm, want, 0);

@@ -261,13 +261,15 @@ static inline long pg_index(const Pgpage_t* d, const void* p)
 /* Is p a block carved from d, an active page of vm? Reads no memory of p. */
 static inline int pg_carved(Vmalloc_t* vm, const Pgpage_t* d, const void* p)
 {
-    return d->vm == vm && d->state == PG_ACTIVE && pg_index(d, p) >= 0;
+    /* d->vm is set only while the page is active (pg_check verifies it), so
+     * it answers for the state too: one load less on every free. */
+    return d->vm == vm && pg_index(d, p) >= 0;
 }
 
 /* Is p a busy block of vm (in a page)? d is pg_page_of(p). */
 static inline int pg_busy(Vmalloc_t* vm, const Pgstate_t* pg, const Pgpage_t* d, const void* p)
 {
-    return d->vm == vm && d->state == PG_ACTIVE && pg_index(d, p) >= 0 && !pg_is_free(pg, p);
+    return pg_carved(vm, d, p) && !pg_is_free(pg, p);
 }
 
 /* ---- page lists (locked) ------------------------------------------------ */
@@ -969,6 +971,21 @@ void* pg_fastallocf(Vmalloc_t* vm, size_t size, size_t align)
     return b;
 }
 
+/* Push the busy block p of page d, keyed key, onto c's list; flush the
+ * list if it overflows. */
+static inline void pg_cache_push(Vmalloc_t* vm, Pgstate_t* pg, Pgcache_t* c, Pgpage_t* d,
+                                 void* p, uint64_t key)
+{
+    Pgbin_t* bin = &c->bin[d->cls];
+    ((void**)p)[0] = bin->head;
+    ((uint64_t*)p)[1] = key;
+    bin->head = p;
+    uint32_t n = bin->n + 1;
+    pg_bin_setn(bin, n);
+    if (__builtin_expect(n > bin->max, 0))
+        pg_flush(vm, pg, c, d->cls);
+}
+
 int pg_fastfreef(Vmalloc_t* vm, void* p)
 {
     Pgstate_t* pg = vm_state(vm);
@@ -982,29 +999,12 @@ int pg_fastfreef(Vmalloc_t* vm, void* p)
     Pgcache_t* c = pg_cache(vm, pg);
     if (__builtin_expect(!c, 0))
         return 1;
+    uint64_t key = pg_key(pg, p);
     /* A second free of a block is refused here (the locked path reports it). */
-    if (__builtin_expect(pg_is_free(pg, p), 0))
+    if (__builtin_expect(((const uint64_t*)p)[1] == key, 0))
         return 1;
-    Pgbin_t* bin = &c->bin[d->cls];
-    pg_mark_free(pg, p, bin->head);
-    bin->head = p;
-    uint32_t n = bin->n + 1;
-    pg_bin_setn(bin, n);
-    if (__builtin_expect(n > bin->max, 0))
-        pg_flush(vm, pg, c, d->cls);
+    pg_cache_push(vm, pg, c, d, p, key);
     return 0;
-}
-
-/* Free p under the region lock (the lock-free free declined). */
-static void pg_free_locked(Vmalloc_t* vm, Pgstate_t* pg, void* p)
-{
-    int trust = (vm->flags & VM_TRUST) != 0;
-    if (!trust)
-        pthread_mutex_lock(&vm->lock);
-    (void)pg_free(vm, pg, p);
-    vm->fault = 0;
-    if (!trust)
-        pthread_mutex_unlock(&vm->lock);
 }
 
 /* Blocks that grow past this leave the pages for a best-fit block, which
@@ -1018,19 +1018,17 @@ void* pg_fastresizef(Vmalloc_t* vm, void* p, size_t size)
     if (!d || !pg_busy(vm, pg, d, p))
         return NULL;
     size_t old = d->bsize;
-    if (size <= old && (size > old / 2 || old <= 128))
-        return p; /* little to gain by moving */
-    /* The paper's growth slack: a block that grows and must move gets twice
-     * its room, so a block grown step by step moves O(log n) times. */
-    size_t want = size > old && size < 2 * old ? 2 * old : size;
-    if (want > old && want > PG_GROW_OUT)
-        return NULL; /* the locked path moves it to a best-fit block */
-    void* q = pg_fastallocf(vm, want, 0);
+    if (pg_resize_stays(old, size))
+        return p;
+    size_t want = pg_resize_want(old, size);
+    Pgcache_t* c = pg_cache(vm, pg);
+    if (!c || pg_grows_out(old, want))
+        return NULL; /* the locked path (a best-fit block for one growing out) */
+    void* q = pg_fastallocf(vm, want, 0); /* from c: it is this thread's cache of vm */
     if (!q)
         return NULL;
     memcpy(q, p, size < old ? size : old);
-    if (pg_fastfreef(vm, p) != 0)
-        pg_free_locked(vm, pg, p);
+    pg_cache_push(vm, pg, c, d, p, pg_key(pg, p)); /* p was validated above */
     return q;
 }
 

@@ -139,6 +139,20 @@ void* pg_fastresizef(Vmalloc_t* vm, void* p, size_t size);
 /* Does a small block of old bytes growing to want leave the pages (for a
  * best-fit block, which can grow in place)? */
 int pg_grows_out(size_t old, size_t want);
+
+/* The resize policy for a small block of old usable bytes asked for size:
+ * it stays while the size fits and is more than half of it (or the block is
+ * at most 128 bytes: little to gain); a block that grows and must move gets
+ * twice its room (the paper's growth slack: a block grown step by step moves
+ * O(log n) times). */
+static inline int pg_resize_stays(size_t old, size_t size)
+{
+    return size <= old && (size > old / 2 || old <= 128);
+}
+static inline size_t pg_resize_want(size_t old, size_t size)
+{
+    return size > old && size < 2 * old ? 2 * old : size;
+}
 /* The region is being closed: forget its thread caches. Unlocked. */
 void pg_close(Vmalloc_t* vm, Pgstate_t* pg);
 
