@@ -471,15 +471,23 @@ void free(void* p)
     errno = e;
 }
 
+/* n * m into *size; 0 with ENOMEM (and the call's VMFL note dropped) when
+ * it overflows. */
+static int mal_product(size_t n, size_t m, size_t* size)
+{
+    if (!__builtin_mul_overflow(n, m, size))
+        return 1;
+    vm_fl_drop();
+    errno = ENOMEM;
+    return 0;
+}
+
 void* calloc(size_t n, size_t m)
 {
     vm_caller_here(__builtin_return_address(0));
     size_t size;
-    if (__builtin_mul_overflow(n, m, &size)) {
-        vm_fl_drop();
-        errno = ENOMEM;
+    if (!mal_product(n, m, &size))
         return NULL;
-    }
     void* p = mal_alloc(mal_target(mal_region()), size);
     if (p)
         memset(p, 0, size);
@@ -570,11 +578,8 @@ void* reallocarray(void* p, size_t n, size_t m)
 {
     vm_caller_here(__builtin_return_address(0));
     size_t size;
-    if (__builtin_mul_overflow(n, m, &size)) {
-        vm_fl_drop();
-        errno = ENOMEM;
+    if (!mal_product(n, m, &size))
         return NULL;
-    }
     return realloc(p, size);
 }
 

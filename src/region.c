@@ -188,23 +188,26 @@ static int vm_free_call(Vmalloc_t* vm, void* block, int announce)
     return r < 0 ? -1 : 0;
 }
 
+/* The method's lock-free free; 1 when it served the call. */
+static inline int vm_free_fast(Vmalloc_t* vm, void* block)
+{
+    if (!vm || !block || !vm_fast_ok(vm) || vm->meth->fastfreef(vm, block) != 0)
+        return 0;
+    vm_caller_forget();
+    return 1;
+}
+
 int vmfree(Vmalloc_t* vm, void* block)
 {
-    if (vm && block && vm_fast_ok(vm) && vm->meth->fastfreef(vm, block) == 0) {
-        vm_caller_forget();
+    if (vm_free_fast(vm, block))
         return 0;
-    }
     vm_caller_here(__builtin_return_address(0));
     return vm_free_call(vm, block, 1);
 }
 
 int vm_free_quiet(Vmalloc_t* vm, void* block)
 {
-    if (vm && block && vm_fast_ok(vm) && vm->meth->fastfreef(vm, block) == 0) {
-        vm_caller_forget();
-        return 0;
-    }
-    return vm_free_call(vm, block, 0);
+    return vm_free_fast(vm, block) ? 0 : vm_free_call(vm, block, 0);
 }
 
 /* vmresize, announcing a bad address to the discipline or not. */
