@@ -354,6 +354,16 @@ static void mal_configure(void)
 /* 0: nothing done; 1: a thread is configuring; 2: ready. */
 static int mal_state;
 
+/* May this call take Vmbest's direct entries (vmhdr.h)? Not before the
+ * environment is read, nor while anything is traced, a VMFL note waits on
+ * this thread, or new blocks go to scoped heaps: the general path sorts
+ * those out (and may still go lock-free). */
+static inline int mal_fast_now(void)
+{
+    return __atomic_load_n(&mal_state, __ATOMIC_ACQUIRE) == 2 && vm_trace_fd < 0 &&
+           !vm_fl_pending() && !__builtin_expect(vm_scope_malloc, 0);
+}
+
 static void mal_init_slow(void)
 {
     int expect = 0;
@@ -419,7 +429,9 @@ static inline Vmalloc_t* mal_target(Vmalloc_t* vm)
     return __builtin_expect(vm_scope_malloc, 0) ? vm_scope_region(vm) : vm;
 }
 
-void* malloc(size_t n)
+/* The general path of malloc, out of line so that the fast one saves no
+ * registers; tried: the published entry already said no. */
+__attribute__((noinline)) static void* mal_malloc_slow(size_t n, void* caller)
 {
     Vmalloc_t* vm = mal_target(mal_region());
     if (mal_fast_ok(vm)) {
@@ -427,8 +439,18 @@ void* malloc(size_t n)
         if (p)
             return p;
     }
-    vm_caller_here(__builtin_return_address(0));
+    vm_caller_here(caller);
     return mal_alloc(vm, n);
+}
+
+void* malloc(size_t n)
+{
+    if (__builtin_expect(mal_fast_now(), 1)) {
+        void* p = vm_best_malloc(Vmregion, n);
+        if (__builtin_expect(p != NULL, 1))
+            return p;
+    }
+    return mal_malloc_slow(n, __builtin_return_address(0));
 }
 
 /* Methods whose moves keep malloc's alignment, and that take any size. */
@@ -438,7 +460,8 @@ static inline int mal_bestlike(const Vmalloc_t* vm)
            vm->meth == &vm_profile_method;
 }
 
-void free(void* p)
+/* The general path of free (see mal_malloc_slow). */
+__attribute__((noinline)) static void mal_free_slow(void* p, void* caller)
 {
     Vmalloc_t* vm = mal_region();
     if (p && mal_fast_ok(vm) && vm->meth->fastfreef(vm, p) == 0)
@@ -448,7 +471,7 @@ void free(void* p)
     vm_fl_take(&file, &line); /* for whichever region owns p */
     if (!p)
         return;
-    vm_caller_here(__builtin_return_address(0));
+    vm_caller_here(caller);
     int e = errno;
     if (file)
         _vmflinfo(file, line);
@@ -469,6 +492,13 @@ void free(void* p)
         }
     }
     errno = e;
+}
+
+void free(void* p)
+{
+    if (__builtin_expect(mal_fast_now(), 1) && __builtin_expect(vm_best_free(Vmregion, p) == 0, 1))
+        return;
+    mal_free_slow(p, __builtin_return_address(0));
 }
 
 /* n * m into *size; 0 with ENOMEM (and the call's VMFL note dropped) when
@@ -525,6 +555,11 @@ static size_t mal_copysize(Vmalloc_t* vm, void* p)
 
 void* realloc(void* p, size_t n)
 {
+    if (__builtin_expect(mal_fast_now(), 1) && n) {
+        void* q = vm_best_realloc(Vmregion, p, n);
+        if (q)
+            return q;
+    }
     vm_caller_here(__builtin_return_address(0));
     Vmalloc_t* vm = mal_region();
     if (!p)

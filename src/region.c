@@ -528,7 +528,7 @@ static Vmalloc_t* vm_make(Vmdisc_t* disc, Vmethod_t* meth, int flags)
     vm->meth = meth;
     vm->disc = disc;
     vm->flags = flags;
-    pthread_mutex_init(&vm->lock, NULL);
+    vm_os_lock_init(&vm->lock);
     vm->secret = vm_os_random();
     vm->segs = vm->seginline;
     vm->capsegs = VM_INLINE_SEGS;

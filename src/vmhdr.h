@@ -121,6 +121,20 @@ struct _vmethod_s {
     void (*closef)(Vmalloc_t* vm);
 };
 
+/* The malloc interface's direct entries into Vmbest (method/page.c): the
+ * method's lock-free paths for vm (malloc's Vmregion, any region) without
+ * the method table, through the calling thread's cache of the region the
+ * interface used last (one TLS load). The caller checks what the core
+ * would (not traced, no VMFL note); vm may be of any method (then they
+ * say no).
+ *   vm_best_malloc  a block, or NULL: take the general path;
+ *   vm_best_free    0 when freed (p was a busy block of vm), anything
+ *                   else: take the general path;
+ *   vm_best_realloc p resized as fastresizef would (size > 0), or NULL. */
+void* vm_best_malloc(Vmalloc_t* vm, size_t size);
+int vm_best_free(Vmalloc_t* vm, void* p);
+void* vm_best_realloc(Vmalloc_t* vm, void* p, size_t size);
+
 struct _vmalloc_s {
     Vmethod_t* meth;
     Vmdisc_t* disc;
@@ -436,5 +450,13 @@ int vm_os_protect(void* addr, size_t size, int on);
  * unknown. Returns the end of the text. Allocates nothing. */
 char* vm_os_symbol(const void* addr, char* buf, size_t n, const char** module, uintptr_t* modoff);
 void vm_os_yield(void);
+void vm_os_lock_init(pthread_mutex_t* m); /* a region lock: spins briefly before it sleeps */
+/* Its static form, for Vmheap (adaptive where the C library has it and the
+ * file defines _GNU_SOURCE). */
+#ifdef PTHREAD_ADAPTIVE_MUTEX_INITIALIZER_NP
+#define VM_LOCK_INITIALIZER PTHREAD_ADAPTIVE_MUTEX_INITIALIZER_NP
+#else
+#define VM_LOCK_INITIALIZER PTHREAD_MUTEX_INITIALIZER
+#endif
 
 #endif /* VMHDR_H */

@@ -32,19 +32,33 @@ static int count_badaddr(Vmalloc_t* vm, int type, void* obj, Vmdisc_t* disc)
     return 0;
 }
 
+/* The smallest class of at least n bytes: 16-byte steps up to 256, then 8
+ * steps per doubling (the rule page.h states, computed here independently
+ * of page.c's table and formula). */
+static size_t class_size(size_t n)
+{
+    size_t c = 16;
+    while (c < n)
+        c += c < 256 ? 16 : ((size_t)1 << (63 - __builtin_clzll(c))) / 8;
+    return c;
+}
+
 /* Sizes up to 16 KiB are rounded to classes: at most 12.5% above 256 bytes,
- * at most 15 bytes below; every block is 16-byte aligned. */
+ * at most 15 bytes below; every block is 16-byte aligned. Every size up to
+ * 2 KiB is tried (page.c looks classes up in a table there). */
 static void test_classes(void)
 {
     Vmalloc_t* vm = vmopen(Vmdcsystem, Vmbest, 0);
     CHECK(vm, "vmopen");
-    for (size_t n = 0; n <= 17000; n += (n < 300 ? 1 : n < 4096 ? 7 : 61)) {
+    for (size_t n = 0; n <= 17000; n += (n < 2100 ? 1 : n < 4096 ? 7 : 61)) {
         char* p = vmalloc(vm, n);
         CHECK(p && ((uintptr_t)p & 15) == 0, "vmalloc(%zu) = %p", n, (void*)p);
         long got = vmsize(vm, p);
         size_t m = n ? n : 1;
         CHECK(got >= (long)m && (m <= 256 ? got < (long)m + 16 : got <= (long)(m + m / 8)),
               "vmalloc(%zu) has usable size %ld", n, got);
+        CHECK(m > 16384 || got == (long)class_size(m), "vmalloc(%zu): usable %ld, class %zu", n,
+              got, class_size(m));
         memset(p, 0xab, (size_t)got);
         CHECK(vmaddr(vm, p + got - 1) == got - 1 && vmaddr(vm, p) == 0, "vmaddr in %zu", n);
         CHECK(vmfree(vm, p) == 0, "vmfree(%zu)", n);

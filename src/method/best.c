@@ -32,6 +32,8 @@
  * path, growth slack on moving resizes) and size-class pages belong to the
  * next stage; they slot in front of best_take_bin() and best_free().
  */
+/* For glibc's adaptive mutex initializer (Vmheap's lock, VM_LOCK_INITIALIZER). */
+#define _GNU_SOURCE
 #include "page.h"
 
 #include <stddef.h>
@@ -1152,7 +1154,7 @@ static struct {
     .vm = {
         .meth = &vm_best_method,
         .disc = &vm_dc_system,
-        .lock = PTHREAD_MUTEX_INITIALIZER,
+        .lock = VM_LOCK_INITIALIZER,
         .segs = best_heap.vm.seginline,
         .capsegs = VM_INLINE_SEGS,
     },

@@ -7,11 +7,11 @@
  *     (64 classes; waste <= 12.5% above 256 bytes, < 16 bytes below) and
  *     served from a page holding only blocks of that class, with no
  *     per-block header: a 32 KiB page up to 2 KiB, a 64 KiB page above.
- *     Whether an address is in a page at all, and which page of its
- *     segment, is one byte per 32 KiB in a process-wide map (two levels:
- *     2^15 pointers, leaves of 2^17 bytes made on demand), so a foreign
- *     pointer is recognised in O(1) without touching its memory; the page's
- *     descriptor is then in its segment's first page.
+ *     Whether an address is in a page at all, and which, is a pointer per
+ *     32 KiB to the page's descriptor (in its segment's first page) in a
+ *     process-wide map (two levels: 2^15 pointers, leaves of 2^17 pointers
+ *     made on demand and touched only where pages are), so a foreign
+ *     pointer is recognised in O(1) without touching its memory.
  *   - Each thread has, per region, a cache: a LIFO list per class of at most
  *     max blocks. malloc pops from it, free pushes onto it, both without a
  *     lock or an atomic instruction. An empty list is refilled with max/2
@@ -40,7 +40,7 @@
  * or room; a refill moves max/2 blocks, a flush a whole list in O(1) (or
  * max/2 blocks), under the lock. Page lookup: two dependent loads. Space: 0
  * header bytes per block; 64 bytes per page and ~128 per segment, in the
- * segment's first OS page; a cache holds at most max(4, min(256, 32 KiB /
+ * segment's first OS page, and 8 (16 for a 64 KiB page) in the map; a cache holds at most max(4, min(256, 32 KiB /
  * size)) blocks per class, the transfer cache eight such lists per class.
  *
  * Locking. Page lists, page descriptors, the transfer cache, the caches'
@@ -74,13 +74,12 @@ struct pg_page {
     void* free;            /* blocks given back, linked through word 0 */
     Pgpage_t *next, *prev; /* in partial[cls], or in the dirty or clean list */
     Pgcache_t* owner;      /* the cache that carves from it (then on no partial list) */
-    uint32_t bsize, recip; /* class size; 2^32 / bsize + 1 (exact division of offsets < 2^17) */
-    uint16_t cls, cap, start, used, nfree;
+    uint64_t divc;         /* 2^64 / bsize + 1: one multiply divides an offset and tests it */
+    uint16_t bsize, cap, start, used, nfree;
     uint16_t bump;         /* written under the lock, read by the fast free: atomic */
-    uint8_t state, dirty;
+    uint8_t cls, state, dirty;
     uint8_t kind;          /* 0: a PG_SIZE page, 1: a PG_LSIZE page */
-    char pad[64 - 63];     /* 64 bytes: a page's index is its descriptor's */
-};
+};                         /* 64 bytes: a page's index is its descriptor's */
 
 /* A page segment's counters, at page 0 + PG_SEGINFO; its pages' descriptors
  * follow at page 0 + PG_DESCS, so a wholly purged page keeps nothing
@@ -100,6 +99,7 @@ typedef struct {
 
 struct pg_cache {
     Vmalloc_t* vm;            /* atomic: NULL once the region is closed */
+    uint64_t key;             /* = pg->key, on the line the fast paths read anyway */
     Pgstate_t* pg;
     Pgcache_t* tnext;         /* the thread's caches, most recently used first */
     Pgcache_t *rnext, *rprev; /* the region's caches */
@@ -124,15 +124,30 @@ static const uint16_t pg_csize[PG_NCLASS] = {
 };
 
 static inline unsigned pg_kind_of(unsigned k) { return k >= PG_NSMALL; }
-static inline size_t pg_psize(unsigned kind) { return kind ? PG_LSIZE : PG_SIZE; }
+static inline size_t pg_psize(unsigned kind) { return PG_SIZE << kind; /* no branch */ }
 
-/* The class of a request of n <= PG_MAXCLASS bytes. */
-static inline unsigned pg_class(size_t n)
+/* The class of a request of n <= PG_MAXCLASS bytes: by computation. */
+static inline unsigned pg_class_of(size_t n)
 {
     if (n <= 256)
         return n ? (unsigned)((n + 15) >> 4) - 1 : 0;
     unsigned b = 63u - (unsigned)__builtin_clzll((unsigned long long)(n - 1));
     return 16 + (b - 8) * 8 + (unsigned)((n - 1 - ((size_t)1 << b)) >> (b - 3));
+}
+
+/* And by a table up to PG_TABMAX, indexed by (n + 15) / 16: the common
+ * sizes cost one load of a hot line instead of a count of leading zeros
+ * and four shifts (test_page compares the two for every size). */
+#define PG_TABMAX 1024
+static const uint8_t pg_class_tab[PG_TABMAX / 16 + 1] = {
+    0,  0,  1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15, 16, 16, 17, 17, 18,
+    18, 19, 19, 20, 20, 21, 21, 22, 22, 23, 23, 24, 24, 24, 24, 25, 25, 25, 25, 26, 26, 26,
+    26, 27, 27, 27, 27, 28, 28, 28, 28, 29, 29, 29, 29, 30, 30, 30, 30, 31, 31, 31, 31,
+};
+
+static inline unsigned pg_class(size_t n)
+{
+    return n <= PG_TABMAX ? pg_class_tab[(n + 15) >> 4] : pg_class_of(n);
 }
 
 static inline uint32_t pg_cache_max(unsigned k)
@@ -146,9 +161,10 @@ static inline uint32_t pg_cache_max(unsigned k)
 #define PG_MAPTOP (1u << 15) /* addresses below 2^47: a leaf per 4 GiB */
 #define PG_LEAFBITS (32 - PG_SHIFT)
 #define PG_LEAFMASK (((uintptr_t)1 << PG_LEAFBITS) - 1)
-static uint8_t* pg_map[PG_MAPTOP];
+#define PG_LEAFSIZE (((size_t)1 << PG_LEAFBITS) * sizeof(Pgpage_t*)) /* 1 MiB, touched sparsely */
+static Pgpage_t** pg_map[PG_MAPTOP];
 
-static inline uint8_t* pg_map_leaf(uintptr_t a)
+static inline Pgpage_t** pg_map_leaf(uintptr_t a)
 {
     return a >> 47 ? NULL : __atomic_load_n(&pg_map[a >> 32], __ATOMIC_ACQUIRE);
 }
@@ -168,63 +184,63 @@ static inline char* pg_page_addr(const Pgpage_t* d)
 }
 static inline Pgseg_t* pg_info_of(const Pgpage_t* d) { return (Pgseg_t*)(pg_first_of(d) + PG_SEGINFO); }
 
-/* The page holding p, or NULL if p is in no page. O(1), reads no memory of p. */
+/* The page holding p, or NULL if p is in no page. O(1): two loads, the
+ * second of the descriptor's address; reads no memory of p. */
 static inline Pgpage_t* pg_page_of(const void* p)
 {
     uintptr_t a = (uintptr_t)p;
-    uint8_t* leaf = pg_map_leaf(a);
-    unsigned v = leaf ? __atomic_load_n(&leaf[(a >> PG_SHIFT) & PG_LEAFMASK], __ATOMIC_RELAXED) : 0;
-    if (!v) /* else bit 7 is the page's kind, (v & 127) - 1 its index in its segment */
-        return NULL;
-    size_t psize = pg_psize(v >> 7), j = (v & 127) - 1;
-    return pg_desc((char*)(a & ~(psize - 1)) - j * psize, j);
+    Pgpage_t** leaf = pg_map_leaf(a);
+    return leaf ? __atomic_load_n(&leaf[(a >> PG_SHIFT) & PG_LEAFMASK], __ATOMIC_RELAXED) : NULL;
 }
 
-/* Mark the PG_SIZE granule at P with map byte on (0: no page). Locked by
+/* Map the PG_SIZE granule at P to descriptor d (NULL: no page). Locked by
  * the region; leaves are shared by all regions, so a new one is published
  * with a compare-and-swap. */
-static int pg_map_granule(char* P, unsigned on)
+static int pg_map_granule(char* P, Pgpage_t* d)
 {
     uintptr_t a = (uintptr_t)P;
     if (a >> 47)
         return -1;
-    uint8_t* leaf = pg_map_leaf(a);
+    Pgpage_t** leaf = pg_map_leaf(a);
     if (!leaf) {
-        if (!on)
+        if (!d)
             return 0;
-        uint8_t* fresh = vm_os_map((size_t)1 << PG_LEAFBITS);
+        Pgpage_t** fresh = vm_os_map(PG_LEAFSIZE);
         if (!fresh)
             return -1;
-        uint8_t* expect = NULL;
+        Pgpage_t** expect = NULL;
         if (__atomic_compare_exchange_n(&pg_map[a >> 32], &expect, fresh, 0, __ATOMIC_ACQ_REL,
                                         __ATOMIC_ACQUIRE))
             leaf = fresh;
         else {
-            (void)vm_os_unmap(fresh, (size_t)1 << PG_LEAFBITS);
+            (void)vm_os_unmap(fresh, PG_LEAFSIZE);
             leaf = expect;
         }
     }
-    __atomic_store_n(&leaf[(a >> PG_SHIFT) & PG_LEAFMASK], (uint8_t)on, __ATOMIC_RELAXED);
+    __atomic_store_n(&leaf[(a >> PG_SHIFT) & PG_LEAFMASK], d, __ATOMIC_RELAXED);
     return 0;
 }
 
-/* Mark page j (of the given kind) of the segment at first as a page, or not. */
+/* Map page j (of the given kind) of the segment at first to its
+ * descriptor, or to nothing. */
 static int pg_map_set(char* first, unsigned kind, size_t j, int on)
 {
     size_t psize = pg_psize(kind);
-    unsigned v = on ? (kind << 7) | (unsigned)(j + 1) : 0;
+    Pgpage_t* d = on ? pg_desc(first, j) : NULL;
     for (size_t g = 0; g < psize; g += PG_SIZE)
-        if (pg_map_granule(first + j * psize + g, v) < 0)
+        if (pg_map_granule(first + j * psize + g, d) < 0)
             return -1;
     return 0;
 }
 
 /* ---- blocks ------------------------------------------------------------- */
 
-static inline uint64_t pg_key(const Pgstate_t* pg, const void* p)
+static inline uint64_t pg_hash(uint64_t key, const void* p)
 {
-    return (((uint64_t)(uintptr_t)p ^ pg->key) * 0x9E3779B97F4A7C15ull) | 1;
+    return (((uint64_t)(uintptr_t)p ^ key) * 0x9E3779B97F4A7C15ull) | 1;
 }
+
+static inline uint64_t pg_key(const Pgstate_t* pg, const void* p) { return pg_hash(pg->key, p); }
 
 static inline int pg_is_free(const Pgstate_t* pg, const void* p)
 {
@@ -245,15 +261,18 @@ static inline void* pg_block(const Pgpage_t* d, unsigned i)
 static inline unsigned pg_bump(const Pgpage_t* d) { return __atomic_load_n(&d->bump, __ATOMIC_RELAXED); }
 
 /* Index of the block starting at p in active page d, or -1 if p is not the
- * start of a block carved from d. */
+ * start of a block carved from d. With c = 2^64 / bsize + 1, the 128-bit
+ * product c * off holds the quotient off / bsize in its high half and, in
+ * its low half, a value below c exactly when bsize divides off (Lemire,
+ * Kaser and Kurz, "Faster remainder by direct computation", 2019; exact
+ * for 32-bit off): one multiply instead of a division. An offset below
+ * start wraps to a huge quotient. */
 static inline long pg_index(const Pgpage_t* d, const void* p)
 {
-    size_t pmask = pg_psize(d->kind) - 1;
-    size_t off = ((uintptr_t)p & pmask) - d->start; /* wraps if below start */
-    if (off > pmask)
-        return -1;
-    uint32_t i = (uint32_t)((off * d->recip) >> 32);
-    if ((size_t)i * d->bsize != off || i >= pg_bump(d))
+    uint32_t off = (uint32_t)(((uintptr_t)p & (pg_psize(d->kind) - 1)) - d->start);
+    unsigned __int128 m = (unsigned __int128)d->divc * off;
+    uint64_t i = (uint64_t)(m >> 64);
+    if ((uint64_t)m >= d->divc || i >= pg_bump(d))
         return -1;
     return (long)i;
 }
@@ -465,8 +484,8 @@ static Pgpage_t* pg_assign(Vmalloc_t* vm, Pgstate_t* pg, unsigned k)
     d->vm = vm;
     d->free = NULL;
     d->bsize = pg_csize[k];
-    d->recip = (uint32_t)((((uint64_t)1) << 32) / d->bsize + 1);
-    d->cls = (uint16_t)k;
+    d->divc = UINT64_MAX / d->bsize + 1;
+    d->cls = (uint8_t)k;
     d->start = pg_start(info, pg_index_of(d));
     d->cap = (uint16_t)((pg_psize(kind) - d->start) / d->bsize);
     d->used = d->nfree = 0;
@@ -639,6 +658,9 @@ void pg_tick(Vmalloc_t* vm, Pgstate_t* pg)
 /* ---- thread caches -------------------------------------------------------- */
 
 static __thread Pgcache_t* pg_tls_first __attribute__((tls_model("initial-exec")));
+/* The thread's cache of the region the malloc interface used last (one of
+ * its list, never a VM_TRUST region's): its calls reach it with one load. */
+static __thread Pgcache_t* pg_tls_malloc __attribute__((tls_model("initial-exec")));
 static __thread int pg_tls_state __attribute__((tls_model("initial-exec"))); /* 1: key set; 2: exiting */
 static pthread_key_t pg_tc_key;
 static pthread_once_t pg_tc_once = PTHREAD_ONCE_INIT;
@@ -728,6 +750,7 @@ static void pg_thread_exit(void* arg)
 {
     (void)arg;
     pg_tls_state = 2;
+    pg_tls_malloc = NULL;
     pthread_mutex_lock(&vm_cache_lock);
     Pgcache_t* c = pg_tls_first;
     pg_tls_first = NULL;
@@ -768,6 +791,7 @@ static Pgcache_t* pg_cache_new(Vmalloc_t* vm, Pgstate_t* pg)
         return NULL;
     c->mapsize = size;
     c->pg = pg;
+    c->key = pg->key;
     for (unsigned k = 0; k < PG_NCLASS; ++k)
         c->bin[k].max = pg_cache_max(k);
     c->rnext = pg->caches;
@@ -804,6 +828,8 @@ __attribute__((noinline)) static Pgcache_t* pg_cache_find(Vmalloc_t* vm, Pgstate
         }
         if (!cv) { /* its region was closed: nobody else knows it now */
             *pp = c->tnext;
+            if (c == pg_tls_malloc)
+                pg_tls_malloc = NULL;
             (void)vm_os_unmap(c, c->mapsize);
             continue;
         }
@@ -941,107 +967,226 @@ static void pg_flush_mine(Vmalloc_t* vm, Pgstate_t* pg)
 /* ---- lock-free entry points ---------------------------------------------- */
 
 
-__attribute__((noinline)) static void* pg_alloc_damaged(Vmalloc_t* vm, Pgstate_t* pg,
-                                                        Pgcache_t* c, unsigned k)
-{
-    pg_bin_damaged(pg, &c->bin[k]);
-    return pg_refill(vm, pg, c, k);
-}
+static void* pg_alloc_damaged(Vmalloc_t* vm, Pgcache_t* c, unsigned k);
+static int pg_flush_full(Vmalloc_t* vm, Pgcache_t* c, unsigned k);
 
-void* pg_fastallocf(Vmalloc_t* vm, size_t size, size_t align)
+/* A block of class k off c's list (refilled if empty). Its key is checked
+ * here, not at free: the free path wrote this line when it pushed the
+ * block, so the check is cheap here where at free it would wait for a line
+ * the program may not have touched for long. */
+static inline void* pg_cache_pop(Vmalloc_t* vm, Pgcache_t* c, unsigned k)
 {
-    Pgstate_t* pg = vm_state(vm);
-    if (!pg_small(pg, size, align))
-        return NULL;
-    Pgcache_t* c = pg_cache(vm, pg);
-    if (__builtin_expect(!c, 0))
-        return NULL;
-    unsigned k = pg_class(size);
     Pgbin_t* bin = &c->bin[k];
     void** b = bin->head;
     if (__builtin_expect(b == NULL, 0))
-        return pg_refill(vm, pg, c, k);
-    /* The free path wrote this line when it pushed the block: checking its
-     * key here is cheap where checking it at free would be a cache miss. */
-    if (__builtin_expect(!pg_is_free(pg, b), 0))
-        return pg_alloc_damaged(vm, pg, c, k);
+        return pg_refill(vm, c->pg, c, k);
+    if (__builtin_expect(((uint64_t*)b)[1] != pg_hash(c->key, b), 0))
+        return pg_alloc_damaged(vm, c, k);
     bin->head = b[0];
     pg_bin_setn(bin, bin->n - 1);
     ((uint64_t*)b)[1] = 0;
     return b;
 }
 
-/* Push the busy block p of page d, keyed key, onto c's list; flush the
- * list if it overflows. */
-static inline void pg_cache_push(Vmalloc_t* vm, Pgstate_t* pg, Pgcache_t* c, Pgpage_t* d,
-                                 void* p, uint64_t key)
+/* Push p, a block of vm's page d, onto c's list: 0; 1 if p is not a busy
+ * block there (not a block's start, never carved, or already free: the
+ * locked path decides and reports). A list that overflows is flushed. */
+static inline int pg_cache_push(Vmalloc_t* vm, Pgcache_t* c, Pgpage_t* d, void* p)
 {
-    Pgbin_t* bin = &c->bin[d->cls];
+    if (__builtin_expect(pg_index(d, p) < 0, 0))
+        return 1;
+    uint64_t key = pg_hash(c->key, p);
+    /* A second free of a block is refused here (the locked path reports it). */
+    if (__builtin_expect(((const uint64_t*)p)[1] == key, 0))
+        return 1;
+    unsigned k = d->cls;
+    Pgbin_t* bin = &c->bin[k];
     ((void**)p)[0] = bin->head;
     ((uint64_t*)p)[1] = key;
     bin->head = p;
     uint32_t n = bin->n + 1;
     pg_bin_setn(bin, n);
     if (__builtin_expect(n > bin->max, 0))
-        pg_flush(vm, pg, c, d->cls);
+        return pg_flush_full(vm, c, k);
+    return 0;
+}
+
+/* The slow halves of the lock-free entries, out of line so that the fast
+ * halves reach them by tail calls and save no registers. */
+
+__attribute__((noinline)) static void* pg_alloc_damaged(Vmalloc_t* vm, Pgcache_t* c, unsigned k)
+{
+    pg_bin_damaged(c->pg, &c->bin[k]);
+    return pg_refill(vm, c->pg, c, k);
+}
+
+/* The thread's cache of vm is not the first of its list (or there is none). */
+__attribute__((noinline)) static void* pg_alloc_find(Vmalloc_t* vm, size_t size)
+{
+    Pgstate_t* pg = vm_state(vm);
+    if (!__atomic_load_n(&pg->on, __ATOMIC_ACQUIRE))
+        return NULL;
+    Pgcache_t* c = pg_cache_find(vm, pg);
+    return c ? pg_cache_pop(vm, c, pg_class(size)) : NULL;
+}
+
+__attribute__((noinline)) static int pg_free_find(Vmalloc_t* vm, Pgpage_t* d, void* p)
+{
+    Pgcache_t* c = pg_cache_find(vm, vm_state(vm));
+    return c ? pg_cache_push(vm, c, d, p) : 1;
+}
+
+__attribute__((noinline)) static int pg_flush_full(Vmalloc_t* vm, Pgcache_t* c, unsigned k)
+{
+    pg_flush(vm, c->pg, c, k);
+    return 0;
+}
+
+/* The thread's cache of vm when it is the first of its list (the common
+ * case: a program allocates mostly from one region), else NULL. */
+static inline Pgcache_t* pg_cache_first(const Vmalloc_t* vm)
+{
+    Pgcache_t* c = pg_tls_first;
+    return c && __atomic_load_n(&c->vm, __ATOMIC_RELAXED) == vm ? c : NULL;
+}
+
+void* pg_fastallocf(Vmalloc_t* vm, size_t size, size_t align)
+{
+    if (__builtin_expect(size > PG_MAXCLASS || align > VM_ALIGN, 0))
+        return NULL;
+    /* A cache of vm exists only while vm uses pages (on never changes). */
+    Pgcache_t* c = pg_cache_first(vm);
+    if (__builtin_expect(!c, 0))
+        return pg_alloc_find(vm, size);
+    return pg_cache_pop(vm, c, pg_class(size));
 }
 
 int pg_fastfreef(Vmalloc_t* vm, void* p)
 {
-    Pgstate_t* pg = vm_state(vm);
-    /* The key check below reads p's line, a cache miss for a block freed long
+    /* The key check reads p's line, a cache miss for a block freed long
      * after its last use: start fetching it while the page is looked up (a
      * prefetch of a bad address is harmless). */
     __builtin_prefetch(p, 1);
     Pgpage_t* d = pg_page_of(p);
-    if (!d || !pg_carved(vm, d, p))
+    /* d->vm is set only while the page is active (pg_check verifies it). */
+    if (__builtin_expect(!d || d->vm != vm, 0))
         return 1;
-    Pgcache_t* c = pg_cache(vm, pg);
+    Pgcache_t* c = pg_cache_first(vm);
     if (__builtin_expect(!c, 0))
+        return pg_free_find(vm, d, p);
+    return pg_cache_push(vm, c, d, p);
+}
+
+/* ---- the malloc interface's entries (vmhdr.h) ---------------------------- */
+
+/* The malloc interface's region is not the one of pg_tls_malloc: find the
+ * thread's cache of it if it is a Vmbest region using pages. */
+__attribute__((noinline)) static Pgcache_t* pg_malloc_find(Vmalloc_t* vm)
+{
+    if (vm->meth != &vm_best_method || (vm->flags & VM_TRUST))
+        return NULL;
+    Pgstate_t* pg = vm_state(vm);
+    if (!__atomic_load_n(&pg->on, __ATOMIC_ACQUIRE))
+        return NULL;
+    Pgcache_t* c = pg_cache_find(vm, pg);
+    if (c)
+        pg_tls_malloc = c;
+    return c;
+}
+
+__attribute__((noinline)) static void* pg_malloc_slow(Vmalloc_t* vm, size_t size)
+{
+    Pgcache_t* c = size <= PG_MAXCLASS ? pg_malloc_find(vm) : NULL;
+    return c ? pg_cache_pop(vm, c, pg_class(size)) : NULL;
+}
+
+static inline Pgcache_t* pg_malloc_cache(const Vmalloc_t* vm)
+{
+    Pgcache_t* c = pg_tls_malloc;
+    return c && __atomic_load_n(&c->vm, __ATOMIC_RELAXED) == vm ? c : NULL;
+}
+
+void* vm_best_malloc(Vmalloc_t* vm, size_t size)
+{
+    Pgcache_t* c = pg_malloc_cache(vm);
+    if (__builtin_expect(c == NULL || size > PG_MAXCLASS, 0))
+        return pg_malloc_slow(vm, size);
+    return pg_cache_pop(vm, c, pg_class(size));
+}
+
+int vm_best_free(Vmalloc_t* vm, void* p)
+{
+    __builtin_prefetch(p, 1); /* see pg_fastfreef */
+    Pgpage_t* d = pg_page_of(p);
+    if (__builtin_expect(!d || d->vm != vm, 0))
         return 1;
-    uint64_t key = pg_key(pg, p);
-    /* A second free of a block is refused here (the locked path reports it). */
-    if (__builtin_expect(((const uint64_t*)p)[1] == key, 0))
-        return 1;
-    pg_cache_push(vm, pg, c, d, p, key);
-    return 0;
+    Pgcache_t* c = pg_malloc_cache(vm);
+    if (__builtin_expect(!c, 0)) {
+        c = pg_malloc_find(vm);
+        if (!c)
+            return 1;
+    }
+    return pg_cache_push(vm, c, d, p);
 }
 
 /* Blocks that grow past this leave the pages for a best-fit block, which
  * can then grow in place. */
 #define PG_GROW_OUT PG_MAXSMALL
 
-void* pg_fastresizef(Vmalloc_t* vm, void* p, size_t size)
+/* The resize of p, a busy block of vm, with the thread's cache c of vm
+ * (see fastresizef). */
+static inline void* pg_resize_in(Vmalloc_t* vm, Pgcache_t* c, void* p, size_t size)
 {
-    Pgstate_t* pg = vm_state(vm);
     Pgpage_t* d = pg_page_of(p);
-    if (!d || !pg_busy(vm, pg, d, p))
+    if (!d || d->vm != vm || pg_index(d, p) < 0 || ((uint64_t*)p)[1] == pg_hash(c->key, p))
         return NULL;
     size_t old = d->bsize;
     if (pg_resize_stays(old, size))
         return p;
     size_t want = pg_resize_want(old, size);
-    Pgcache_t* c = pg_cache(vm, pg);
-    if (!c || pg_grows_out(old, want))
+    if (pg_grows_out(old, want))
         return NULL; /* the locked path (a best-fit block for one growing out) */
-    void* q = pg_fastallocf(vm, want, 0); /* from c: it is this thread's cache of vm */
+    void* q = pg_cache_pop(vm, c, pg_class(want));
     if (!q)
         return NULL;
     memcpy(q, p, size < old ? size : old);
-    pg_cache_push(vm, pg, c, d, p, pg_key(pg, p)); /* p was validated above */
+    (void)pg_cache_push(vm, c, d, p); /* p was validated above: it takes it */
     return q;
+}
+
+void* pg_fastresizef(Vmalloc_t* vm, void* p, size_t size)
+{
+    Pgcache_t* c = pg_cache(vm, vm_state(vm));
+    return c ? pg_resize_in(vm, c, p, size) : NULL;
+}
+
+void* vm_best_realloc(Vmalloc_t* vm, void* p, size_t size)
+{
+    Pgcache_t* c = pg_malloc_cache(vm);
+    if (__builtin_expect(!c, 0) && !(c = pg_malloc_find(vm)))
+        return NULL;
+    return pg_resize_in(vm, c, p, size);
 }
 
 int pg_grows_out(size_t old, size_t want) { return want > old && want > PG_GROW_OUT; }
 
 /* ---- locked entry points --------------------------------------------------- */
 
+/* A new secret for the keys, in the state and in every cache (whose lists
+ * are empty: a cleared region's, or none yet). */
+static void pg_rekey(Pgstate_t* pg)
+{
+    pg->key = vm_os_random();
+    for (Pgcache_t* c = pg->caches; c; c = c->rnext)
+        c->key = pg->key;
+}
+
 void pg_init(Vmalloc_t* vm, Pgstate_t* pg)
 {
     Pgcache_t* caches = pg->caches;
     memset(pg, 0, sizeof *pg);
     pg->caches = caches;
-    pg->key = vm_os_random();
+    pg_rekey(pg);
     pg->lastpurge = vm_os_now_ms();
     __atomic_store_n(&pg->on, vm->disc == &vm_dc_system, __ATOMIC_RELEASE);
 }
@@ -1120,7 +1265,7 @@ void pg_clear(Vmalloc_t* vm, Pgstate_t* pg)
     pg->xfer = xfer; /* its lists are gone with the rest: nxfer is 0 */
     pg->kind[0].nextseg = nextseg[0];
     pg->kind[1].nextseg = nextseg[1];
-    pg->key = vm_os_random();
+    pg_rekey(pg);
     pg->lastpurge = vm_os_now_ms();
     for (size_t i = 0; i < vm->nsegs; ++i) {
         Vmseg_t* seg = vm->segs[i];
