@@ -40,8 +40,10 @@
  * or room; a refill moves max/2 blocks, a flush a whole list in O(1) (or
  * max/2 blocks), under the lock. Page lookup: two dependent loads. Space: 0
  * header bytes per block; 64 bytes per page and ~128 per segment, in the
- * segment's first OS page, and 8 (16 for a 64 KiB page) in the map; a cache holds at most max(4, min(256, 32 KiB /
- * size)) blocks per class, the transfer cache eight such lists per class.
+ * segment's first OS page, and 8 (16 for a 64 KiB page) in the map; a
+ * cache holds at most max(4, min(256, 32 KiB / size)) blocks per class,
+ * the transfer cache 8 to 64 such lists per class (at most 1 MiB of blocks
+ * per class, pg_xfer_max).
  *
  * Locking. Page lists, page descriptors, the transfer cache, the caches'
  * own pages and the region's cache list are guarded by the region lock. A
@@ -721,6 +723,14 @@ static inline int pg_shrinking(const Pgstate_t* pg, unsigned k)
 
 /* The transfer cache's slots (kept out of the region's state, which may
  * live in a small buffer). 0 if there is no memory for them. Locked. */
+/* Lists of class k the transfer cache keeps: 8 at least, PG_XFER at most,
+ * else as many full lists as fit in PG_XFERBYTES. */
+static inline unsigned pg_xfer_max(unsigned k)
+{
+    size_t n = PG_XFERBYTES / ((size_t)pg_cache_max(k) * pg_csize[k]);
+    return n < 8 ? 8 : n > PG_XFER ? PG_XFER : (unsigned)n;
+}
+
 static int pg_xfer_ready(Pgstate_t* pg)
 {
     if (!pg->xfer)
@@ -914,7 +924,7 @@ __attribute__((noinline)) static void pg_flush(Vmalloc_t* vm, Pgstate_t* pg, Pgc
             (void)pg_list_give(vm, pg, &x->head, UINT32_MAX);
             x->n = 0;
         }
-    } else if (pg->nxfer[k] < PG_XFER && pg_xfer_ready(pg)) { /* whole, for the next refill */
+    } else if (pg->nxfer[k] < pg_xfer_max(k) && pg_xfer_ready(pg)) { /* whole, for the next refill */
         Pgbatch_t* x = &pg->xfer[k][pg->nxfer[k]++];
         x->head = bin->head;
         x->n = pg_bin_n(bin);

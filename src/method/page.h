@@ -56,7 +56,12 @@
 
 #define SEG_PAGES 2u /* seg->mflags: a page segment (SEG_HUGE is 1, best.c) */
 
-#define PG_XFER 8 /* batches per class in a region's transfer cache */
+/* Batches per class in a region's transfer cache: up to PG_XFER, and at
+ * most PG_XFERBYTES of blocks per class (pg_xfer_max): many threads that
+ * free and allocate in bursts then exchange whole lists in O(1) under the
+ * lock instead of walking blocks back to their pages. */
+#define PG_XFER 64
+#define PG_XFERBYTES ((size_t)1 << 20)
 
 typedef struct pg_page Pgpage_t;
 typedef struct pg_cache Pgcache_t;
