@@ -127,17 +127,24 @@ static void* vm_alloc_call(Vmalloc_t* vm, size_t size, size_t align, int clear)
     }
 }
 
+/* The locked half of vmalloc, out of line so that the lock-free half saves
+ * no registers. */
+__attribute__((noinline)) static void* vm_alloc_slow(Vmalloc_t* vm, size_t size, void* caller)
+{
+    vm_caller_here(caller);
+    return vm_alloc_call(vm, size, 0, 0);
+}
+
 void* vmalloc(Vmalloc_t* vm, size_t size)
 {
     if (__builtin_expect(vm != NULL, 1) && vm_fast_ok(vm)) {
         void* p = vm->meth->fastallocf(vm, size, 0);
-        if (p) {
+        if (__builtin_expect(p != NULL, 1)) {
             vm_caller_forget();
             return p;
         }
     }
-    vm_caller_here(__builtin_return_address(0));
-    return vm_alloc_call(vm, size, 0, 0);
+    return vm_alloc_slow(vm, size, __builtin_return_address(0));
 }
 
 void* vmalign(Vmalloc_t* vm, size_t size, size_t align)
@@ -197,12 +204,18 @@ static inline int vm_free_fast(Vmalloc_t* vm, void* block)
     return 1;
 }
 
+/* The locked half of vmfree (see vm_alloc_slow). */
+__attribute__((noinline)) static int vm_free_slow(Vmalloc_t* vm, void* block, void* caller)
+{
+    vm_caller_here(caller);
+    return vm_free_call(vm, block, 1);
+}
+
 int vmfree(Vmalloc_t* vm, void* block)
 {
-    if (vm_free_fast(vm, block))
+    if (__builtin_expect(vm_free_fast(vm, block), 1))
         return 0;
-    vm_caller_here(__builtin_return_address(0));
-    return vm_free_call(vm, block, 1);
+    return vm_free_slow(vm, block, __builtin_return_address(0));
 }
 
 int vm_free_quiet(Vmalloc_t* vm, void* block)
