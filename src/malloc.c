@@ -430,7 +430,7 @@ static inline Vmalloc_t* mal_target(Vmalloc_t* vm)
 }
 
 /* The general path of malloc, out of line so that the fast one saves no
- * registers; tried: the published entry already said no. */
+ * registers. */
 __attribute__((noinline)) static void* mal_malloc_slow(size_t n, void* caller)
 {
     Vmalloc_t* vm = mal_target(mal_region());

@@ -863,12 +863,16 @@ __attribute__((noinline)) static Pgcache_t* pg_cache_find(Vmalloc_t* vm, Pgstate
     return c;
 }
 
+/* c if it is a cache of vm (c may be NULL, or a dead cache), else NULL. */
+static inline Pgcache_t* pg_cache_if(Pgcache_t* c, const Vmalloc_t* vm)
+{
+    return c && __atomic_load_n(&c->vm, __ATOMIC_RELAXED) == vm ? c : NULL;
+}
+
 static inline Pgcache_t* pg_cache(Vmalloc_t* vm, Pgstate_t* pg)
 {
-    Pgcache_t* c = pg_tls_first;
-    if (__builtin_expect(c != NULL && __atomic_load_n(&c->vm, __ATOMIC_RELAXED) == vm, 1))
-        return c;
-    return pg_cache_find(vm, pg);
+    Pgcache_t* c = pg_cache_if(pg_tls_first, vm);
+    return __builtin_expect(c != NULL, 1) ? c : pg_cache_find(vm, pg);
 }
 
 /* The list k of c is empty: take max / 2 blocks from the pages, return one. */
@@ -998,18 +1002,10 @@ static inline void* pg_cache_pop(Vmalloc_t* vm, Pgcache_t* c, unsigned k)
     return b;
 }
 
-/* Push p, a block of vm's page d, onto c's list: 0; 1 if p is not a busy
- * block there (not a block's start, never carved, or already free: the
- * locked path decides and reports). A list that overflows is flushed. */
-static inline int pg_cache_push(Vmalloc_t* vm, Pgcache_t* c, Pgpage_t* d, void* p)
+/* Link p, a busy block of class k keyed key, onto c's list: 0. A list that
+ * overflows is flushed. */
+static inline int pg_cache_link(Vmalloc_t* vm, Pgcache_t* c, unsigned k, void* p, uint64_t key)
 {
-    if (__builtin_expect(pg_index(d, p) < 0, 0))
-        return 1;
-    uint64_t key = pg_hash(c->key, p);
-    /* A second free of a block is refused here (the locked path reports it). */
-    if (__builtin_expect(((const uint64_t*)p)[1] == key, 0))
-        return 1;
-    unsigned k = d->cls;
     Pgbin_t* bin = &c->bin[k];
     ((void**)p)[0] = bin->head;
     ((uint64_t*)p)[1] = key;
@@ -1019,6 +1015,20 @@ static inline int pg_cache_push(Vmalloc_t* vm, Pgcache_t* c, Pgpage_t* d, void* 
     if (__builtin_expect(n > bin->max, 0))
         return pg_flush_full(vm, c, k);
     return 0;
+}
+
+/* Push p, a block of vm's page d, onto c's list: 0; 1 if p is not a busy
+ * block there (not a block's start, never carved, or already free: the
+ * locked path decides and reports). */
+static inline int pg_cache_push(Vmalloc_t* vm, Pgcache_t* c, Pgpage_t* d, void* p)
+{
+    if (__builtin_expect(pg_index(d, p) < 0, 0))
+        return 1;
+    uint64_t key = pg_hash(c->key, p);
+    /* A second free of a block is refused here (the locked path reports it). */
+    if (__builtin_expect(((const uint64_t*)p)[1] == key, 0))
+        return 1;
+    return pg_cache_link(vm, c, d->cls, p, key);
 }
 
 /* The slow halves of the lock-free entries, out of line so that the fast
@@ -1052,20 +1062,14 @@ __attribute__((noinline)) static int pg_flush_full(Vmalloc_t* vm, Pgcache_t* c, 
     return 0;
 }
 
-/* The thread's cache of vm when it is the first of its list (the common
- * case: a program allocates mostly from one region), else NULL. */
-static inline Pgcache_t* pg_cache_first(const Vmalloc_t* vm)
-{
-    Pgcache_t* c = pg_tls_first;
-    return c && __atomic_load_n(&c->vm, __ATOMIC_RELAXED) == vm ? c : NULL;
-}
-
 void* pg_fastallocf(Vmalloc_t* vm, size_t size, size_t align)
 {
     if (__builtin_expect(size > PG_MAXCLASS || align > VM_ALIGN, 0))
         return NULL;
-    /* A cache of vm exists only while vm uses pages (on never changes). */
-    Pgcache_t* c = pg_cache_first(vm);
+    /* A cache of vm exists only while vm uses pages (on never changes). The
+     * first of the thread's list is the common case: a program allocates
+     * mostly from one region. */
+    Pgcache_t* c = pg_cache_if(pg_tls_first, vm);
     if (__builtin_expect(!c, 0))
         return pg_alloc_find(vm, size);
     return pg_cache_pop(vm, c, pg_class(size));
@@ -1081,7 +1085,7 @@ int pg_fastfreef(Vmalloc_t* vm, void* p)
     /* d->vm is set only while the page is active (pg_check verifies it). */
     if (__builtin_expect(!d || d->vm != vm, 0))
         return 1;
-    Pgcache_t* c = pg_cache_first(vm);
+    Pgcache_t* c = pg_cache_if(pg_tls_first, vm);
     if (__builtin_expect(!c, 0))
         return pg_free_find(vm, d, p);
     return pg_cache_push(vm, c, d, p);
@@ -1110,15 +1114,9 @@ __attribute__((noinline)) static void* pg_malloc_slow(Vmalloc_t* vm, size_t size
     return c ? pg_cache_pop(vm, c, pg_class(size)) : NULL;
 }
 
-static inline Pgcache_t* pg_malloc_cache(const Vmalloc_t* vm)
-{
-    Pgcache_t* c = pg_tls_malloc;
-    return c && __atomic_load_n(&c->vm, __ATOMIC_RELAXED) == vm ? c : NULL;
-}
-
 void* vm_best_malloc(Vmalloc_t* vm, size_t size)
 {
-    Pgcache_t* c = pg_malloc_cache(vm);
+    Pgcache_t* c = pg_cache_if(pg_tls_malloc, vm);
     if (__builtin_expect(c == NULL || size > PG_MAXCLASS, 0))
         return pg_malloc_slow(vm, size);
     return pg_cache_pop(vm, c, pg_class(size));
@@ -1130,7 +1128,7 @@ int vm_best_free(Vmalloc_t* vm, void* p)
     Pgpage_t* d = pg_page_of(p);
     if (__builtin_expect(!d || d->vm != vm, 0))
         return 1;
-    Pgcache_t* c = pg_malloc_cache(vm);
+    Pgcache_t* c = pg_cache_if(pg_tls_malloc, vm);
     if (__builtin_expect(!c, 0)) {
         c = pg_malloc_find(vm);
         if (!c)
@@ -1148,7 +1146,7 @@ int vm_best_free(Vmalloc_t* vm, void* p)
 static inline void* pg_resize_in(Vmalloc_t* vm, Pgcache_t* c, void* p, size_t size)
 {
     Pgpage_t* d = pg_page_of(p);
-    if (!d || d->vm != vm || pg_index(d, p) < 0 || ((uint64_t*)p)[1] == pg_hash(c->key, p))
+    if (!d || !pg_busy(vm, c->pg, d, p))
         return NULL;
     size_t old = d->bsize;
     if (pg_resize_stays(old, size))
@@ -1160,7 +1158,7 @@ static inline void* pg_resize_in(Vmalloc_t* vm, Pgcache_t* c, void* p, size_t si
     if (!q)
         return NULL;
     memcpy(q, p, size < old ? size : old);
-    (void)pg_cache_push(vm, c, d, p); /* p was validated above: it takes it */
+    (void)pg_cache_link(vm, c, d->cls, p, pg_hash(c->key, p)); /* p was validated above */
     return q;
 }
 
@@ -1172,7 +1170,7 @@ void* pg_fastresizef(Vmalloc_t* vm, void* p, size_t size)
 
 void* vm_best_realloc(Vmalloc_t* vm, void* p, size_t size)
 {
-    Pgcache_t* c = pg_malloc_cache(vm);
+    Pgcache_t* c = pg_cache_if(pg_tls_malloc, vm);
     if (__builtin_expect(!c, 0) && !(c = pg_malloc_find(vm)))
         return NULL;
     return pg_resize_in(vm, c, p, size);
