@@ -921,7 +921,7 @@ static int best_compact(Vmalloc_t* vm)
 static int best_stat(Vmalloc_t* vm, Vmstat_t* st)
 {
     Pgstate_t* pg = best_pages(vm);
-    pg_stat_caches(vm, pg, st);
+    pg_stat_begin(vm, pg, st);
     for (size_t i = 0; i < vm->nsegs; ++i) {
         Vmseg_t* seg = vm->segs[i];
         if (seg->mflags & SEG_PAGES) {

@@ -1,6 +1,7 @@
 /*
- * method/page.c — Vmbest's small blocks: size classes in 32 and 64 KiB pages, and
- * per-thread caches so that malloc/free of small sizes take no lock.
+ * method/page.c — Vmbest's small blocks: size classes in 32 and 64 KiB pages,
+ * each page owned by one thread's heap, so that malloc and free of small
+ * sizes take no lock.
  *
  * Algorithm (the glossary is page.h).
  *   - A request of at most PG_MAXCLASS (16 KiB) is rounded up to its class
@@ -12,46 +13,53 @@
  *     process-wide map (two levels: 2^15 pointers, leaves of 2^17 pointers
  *     made on demand and touched only where pages are), so a foreign
  *     pointer is recognised in O(1) without touching its memory.
- *   - Each thread has, per region, a cache: a LIFO list per class of at most
- *     max blocks. malloc pops from it, free pushes onto it, both without a
- *     lock or an atomic instruction. An empty list is refilled with max/2
- *     blocks from the cache's own page of that class (threads carve from
- *     different pages, so their blocks share no cache line), or with a
- *     whole list from the region's transfer cache; an overfull list goes
- *     there whole, or half of it back to its pages — all under the region
- *     lock. A free from another thread goes to the freeing thread's cache,
- *     and from there to the transfer cache or the block's page. A thread
- *     that exits gives its caches and pages back (a pthread key destructor).
- *     A VM_TRUST region (one thread at a time) has one cache of its own.
- *   - A page whose blocks are all back joins the region's empty pages
- *     (dirty: touched since its last purge; clean). Dirty pages beyond
- *     max(32 MiB, half the active pages) are purged at once (madvise): a
- *     program that frees a peak drops to about that much over its live data
- *     without waiting, while one that frees and refills its memory in a loop
- *     does not fault its pages in again each time. The rest is purged, and
- *     wholly empty page segments go back to the discipline, at the first
- *     slow-path call a second after the last purge, and at vmcompact; a
- *     segment also goes back at once when the empty pages left elsewhere
- *     exceed the limit. While pages empty faster than that (a shrinking
- *     phase), cache lists go straight back to their pages: a cached block
- *     keeps its whole page resident.
+ *   - Each thread has, per region, a heap: per class, a queue of the pages
+ *     it owns. malloc pops the first page's free list; a free by the owner
+ *     pushes onto its page's free list; both with no lock and no atomic
+ *     instruction. A free by any other thread pushes onto the page's xfree
+ *     list with one compare-and-swap; the owner collects it when its free
+ *     list runs dry. The free lists are sharded by page, so blocks handed
+ *     out one after another are neighbours (mimalloc's design: Leijen, Zorn
+ *     and de Moura, "Mimalloc: Free List Sharding in Action", 2019).
+ *   - When the first page has nothing left, the heap collects it, then
+ *     links up to PG_EXTEND bytes of its never-used blocks, then looks at
+ *     up to PG_SCAN more pages of the queue (each one that has nothing goes
+ *     to the tail, so the scan reaches every page in turn), and only then
+ *     takes a page from the region under its lock: a held page with room
+ *     (left by a thread that ended), or an empty one.
+ *   - A page whose last block its owner frees goes back to the region's
+ *     empty pages at once (the first page of its queue stays). A thread that
+ *     ends gives its pages to the region (a pthread key destructor); they
+ *     are held there, on partial[cls], collected and reused by the next heap
+ *     that needs a page of their class, or emptied by the timed tick.
+ *   - Empty pages are dirty (touched since their last purge) or clean.
+ *     Dirty pages beyond max(32 MiB, half the active pages) are purged at
+ *     once (madvise): a program that frees a peak drops to about that much
+ *     over its live data without waiting, while one that frees and refills
+ *     its memory in a loop does not fault its pages in again each time. The
+ *     rest is purged, and wholly empty page segments go back to the
+ *     discipline, at the first slow-path call a second after the last purge,
+ *     and at vmcompact; a segment also goes back at once when the empty
+ *     pages left elsewhere exceed the limit.
  *
- * Bounds. malloc/free: O(1) with no lock while the thread's list has a block
- * or room; a refill moves max/2 blocks, a flush a whole list in O(1) (or
- * max/2 blocks), under the lock. Page lookup: two dependent loads. Space: 0
- * header bytes per block; 64 bytes per page and ~128 per segment, in the
- * segment's first OS page, and 8 (16 for a 64 KiB page) in the map; a
- * cache holds at most max(4, min(256, 32 KiB / size)) blocks per class,
- * the transfer cache 8 to 64 such lists per class (at most 1 MiB of blocks
- * per class, pg_xfer_max).
+ * Bounds. malloc/free: O(1) with no lock while the first page has a block
+ * (or the freed block's page is the thread's own). A dry first page costs a
+ * collection (O(blocks other threads freed to it)), a link of at most
+ * PG_EXTEND bytes of blocks, or a look at PG_SCAN pages, and at worst one
+ * take under the lock. Page lookup: two dependent loads. Space: 0 header
+ * bytes per block; 64 bytes per page and ~128 per segment, in the segment's
+ * first OS page, and 8 (16 for a 64 KiB page) in the map; each thread keeps
+ * the pages it owns, at most one of them empty per class.
  *
- * Locking. Page lists, page descriptors, the transfer cache, the caches'
- * own pages and the region's cache list are guarded by the region lock. A
- * cache's lists belong to its thread; other threads read only its counts
- * (relaxed atomics) for vmstat, and vmclear empties them (clearing a region
- * while other threads use it is an error). vm_cache_lock (the core's) guards
- * the creation and death of caches; it is taken before a region lock, never
- * after (a thread holding a region lock only tries it).
+ * Locking. Empty pages, held pages and their free lists, page segments,
+ * ownership (d->owner changes only under the region lock) and the region's
+ * heap list are guarded by the region lock. An owned page's free list,
+ * used count and carving belong to its owner; other threads read only its
+ * descriptor's fixed fields and relaxed counts (vmstat). vmclear empties
+ * every heap (clearing a region while other threads use it is an error).
+ * vm_cache_lock (the core's) guards the creation and death of heaps; it is
+ * taken before a region lock, never after (a thread holding a region lock
+ * only tries it).
  */
 #include "page.h"
 
@@ -67,18 +75,20 @@ static const size_t pg_minseg[2] = {4, 2}, pg_maxseg[2] = {60, 32};
 #define PG_MAXSEG 60
 #define PG_DIRTYMIN ((size_t)32 << 20) /* empty bytes kept unpurged, or half the active ones */
 #define PG_TICK_MS 1000
-#define PG_SHRINKMIN ((size_t)8 << 20)
+#define PG_SCAN 8      /* pages a dry heap looks at before it takes one from the region */
+#define PG_EXTEND 4096 /* bytes of never-used blocks linked at a time: one OS page */
 
 enum { PG_EMPTY = 0, PG_ACTIVE = 1 };
 
 struct pg_page {
-    Vmalloc_t* vm;         /* owner while active; NULL while empty */
-    void* free;            /* blocks given back, linked through word 0 */
-    Pgpage_t *next, *prev; /* in partial[cls], or in the dirty or clean list */
-    Pgcache_t* owner;      /* the cache that carves from it (then on no partial list) */
-    uint64_t divc;         /* 2^64 / bsize + 1: one multiply divides an offset and tests it */
-    uint16_t bsize, cap, start, used, nfree;
-    uint16_t bump;         /* written under the lock, read by the fast free: atomic */
+    Vmalloc_t* vm;         /* the region while active; NULL while empty */
+    void* free;            /* free blocks, linked through word 0 (owner's, or locked) */
+    void* xfree;           /* atomic: blocks freed by threads other than the owner */
+    Pgpage_t *next, *prev; /* in its owner's queue, partial[cls], or the dirty or clean list */
+    Pgheap_t* owner;       /* atomic, changed under the lock: the owning heap, or NULL */
+    uint16_t bsize, cap, start;
+    uint16_t used;         /* owner's (or locked); read by vmstat: relaxed atomic */
+    uint16_t bump;         /* owner's (or locked); read by any free: relaxed atomic */
     uint8_t cls, state, dirty;
     uint8_t kind;          /* 0: a PG_SIZE page, 1: a PG_LSIZE page */
 };                         /* 64 bytes: a page's index is its descriptor's */
@@ -93,23 +103,18 @@ typedef struct {
     unsigned kind; /* its pages' */
 } Pgseg_t;
 
-typedef struct {
-    void* head;
-    uint32_t n;   /* written by the owner, read by vmstat: relaxed atomic */
-    uint32_t max; /* at most this many; a refill or flush moves max / 2 */
-} Pgbin_t;
-
-struct pg_cache {
-    Vmalloc_t* vm;            /* atomic: NULL once the region is closed */
-    uint64_t key;             /* = pg->key, on the line the fast paths read anyway */
+struct pg_heap {
+    Vmalloc_t* vm;  /* atomic: NULL once the region is closed */
+    uint64_t key;   /* = pg->key, on the line the fast paths read anyway */
     Pgstate_t* pg;
-    Pgcache_t* tnext;         /* the thread's caches, most recently used first */
-    Pgcache_t *rnext, *rprev; /* the region's caches */
+    Pgheap_t* tnext;         /* the thread's heaps, most recently used first */
+    Pgheap_t *rnext, *rprev; /* the region's heaps */
     size_t mapsize;
-    Pgbin_t bin[PG_NCLASS];
-    /* The page of each class this cache refills from (region lock): threads
-     * carve from different pages, so their blocks share no cache line. */
-    Pgpage_t* own[PG_NCLASS];
+    /* page[k] = head[k], or &pg_nopage when the queue is empty: malloc
+     * reads page[k]->free with no test for NULL. */
+    Pgpage_t* page[PG_NCLASS];
+    Pgpage_t *head[PG_NCLASS], *tail[PG_NCLASS];
+    uint32_t npages[PG_NCLASS];
 };
 
 _Static_assert(sizeof(Pgpage_t) == 64, "a page descriptor is 64 bytes");
@@ -117,13 +122,18 @@ _Static_assert(sizeof(Vmseg_t) <= PG_SEGINFO, "a segment header must fit before 
 _Static_assert(PG_SEGINFO + sizeof(Pgseg_t) <= PG_DESCS, "segment counters too big");
 _Static_assert(PG_DESCS + PG_MAXSEG * 64 <= 4096, "a segment's headers fit in its first OS page");
 
-static const uint16_t pg_csize[PG_NCLASS] = {
-    16,   32,   48,   64,    80,    96,    112,   128,   144,  160,  176,  192,  208,
-    224,  240,  256,  288,   320,   352,   384,   416,   448,  480,  512,  576,  640,
-    704,  768,  832,  896,   960,   1024,  1152,  1280,  1408, 1536, 1664, 1792, 1920,
-    2048, 2304, 2560, 2816,  3072,  3328,  3584,  3840,  4096, 4608, 5120, 5632, 6144,
-    6656, 7168, 7680, 8192,  9216,  10240, 11264, 12288, 13312, 14336, 15360, 16384,
-};
+/* The classes, and for each 2^64 / size + 1 (pg_index). */
+#define PG_CLASSES(X)                                                                              \
+    X(16) X(32) X(48) X(64) X(80) X(96) X(112) X(128) X(144) X(160) X(176) X(192) X(208) X(224)    \
+    X(240) X(256) X(288) X(320) X(352) X(384) X(416) X(448) X(480) X(512) X(576) X(640) X(704)     \
+    X(768) X(832) X(896) X(960) X(1024) X(1152) X(1280) X(1408) X(1536) X(1664) X(1792) X(1920)   \
+    X(2048) X(2304) X(2560) X(2816) X(3072) X(3328) X(3584) X(3840) X(4096) X(4608) X(5120)       \
+    X(5632) X(6144) X(6656) X(7168) X(7680) X(8192) X(9216) X(10240) X(11264) X(12288) X(13312)   \
+    X(14336) X(15360) X(16384)
+#define PG_SIZE_OF(s) s,
+#define PG_DIVC_OF(s) (UINT64_MAX / (s) + 1),
+static const uint16_t pg_csize[PG_NCLASS] = {PG_CLASSES(PG_SIZE_OF)};
+static const uint64_t pg_divc[PG_NCLASS] = {PG_CLASSES(PG_DIVC_OF)};
 
 static inline unsigned pg_kind_of(unsigned k) { return k >= PG_NSMALL; }
 static inline size_t pg_psize(unsigned kind) { return PG_SIZE << kind; /* no branch */ }
@@ -150,12 +160,6 @@ static const uint8_t pg_class_tab[PG_TABMAX / 16 + 1] = {
 static inline unsigned pg_class(size_t n)
 {
     return n <= PG_TABMAX ? pg_class_tab[(n + 15) >> 4] : pg_class_of(n);
-}
-
-static inline uint32_t pg_cache_max(unsigned k)
-{
-    uint32_t m = (uint32_t)((32u << 10) / pg_csize[k]);
-    return m < 4 ? 4 : m > 256 ? 256 : m;
 }
 
 /* ---- the page map: is an address in a page? ------------------------------ */
@@ -272,9 +276,10 @@ static inline unsigned pg_bump(const Pgpage_t* d) { return __atomic_load_n(&d->b
 static inline long pg_index(const Pgpage_t* d, const void* p)
 {
     uint32_t off = (uint32_t)(((uintptr_t)p & (pg_psize(d->kind) - 1)) - d->start);
-    unsigned __int128 m = (unsigned __int128)d->divc * off;
+    uint64_t c = pg_divc[d->cls];
+    unsigned __int128 m = (unsigned __int128)c * off;
     uint64_t i = (uint64_t)(m >> 64);
-    if ((uint64_t)m >= d->divc || i >= pg_bump(d))
+    if ((uint64_t)m >= c || i >= pg_bump(d))
         return -1;
     return (long)i;
 }
@@ -468,9 +473,42 @@ static void pg_release_empty(Vmalloc_t* vm, Pgstate_t* pg)
     }
 }
 
-/* ---- pages (locked) ------------------------------------------------------ */
+/* ---- pages ---------------------------------------------------------------- */
 
-/* An empty page made a page of class k, on its partial list. */
+/* What malloc finds in a heap's class with no page: no free block. Never
+ * written. */
+static Pgpage_t pg_nopage;
+
+static inline unsigned pg_used(const Pgpage_t* d) { return __atomic_load_n(&d->used, __ATOMIC_RELAXED); }
+static inline void pg_set_used(Pgpage_t* d, unsigned n)
+{
+    __atomic_store_n(&d->used, (uint16_t)n, __ATOMIC_RELAXED);
+}
+static inline Pgheap_t* pg_owner(const Pgpage_t* d) { return __atomic_load_n(&d->owner, __ATOMIC_RELAXED); }
+
+/* n blocks of bsize bytes more (or fewer: n < 0) busy in the region's
+ * figures. Locked. */
+static void pg_count(Vmalloc_t* vm, long n, size_t bsize)
+{
+    vm->n_busy += (size_t)n;
+    vm->s_busy += (size_t)n * bsize;
+    if (vm->s_busy > vm->max_busy)
+        vm->max_busy = vm->s_busy;
+}
+
+static void pg_append(Pgpage_t** head, Pgpage_t** tail, Pgpage_t* d)
+{
+    d->next = NULL;
+    d->prev = *tail;
+    if (*tail)
+        (*tail)->next = d;
+    else
+        *head = d;
+    *tail = d;
+}
+
+/* An empty page made a page of class k, held by the region on no list.
+ * Locked. */
 static Pgpage_t* pg_assign(Vmalloc_t* vm, Pgstate_t* pg, unsigned k)
 {
     unsigned kind = pg_kind_of(k);
@@ -485,164 +523,187 @@ static Pgpage_t* pg_assign(Vmalloc_t* vm, Pgstate_t* pg, unsigned k)
     Pgseg_t* info = pg_info_of(d);
     d->vm = vm;
     d->free = NULL;
+    __atomic_store_n(&d->xfree, NULL, __ATOMIC_RELAXED);
+    __atomic_store_n(&d->owner, NULL, __ATOMIC_RELAXED);
     d->bsize = pg_csize[k];
-    d->divc = UINT64_MAX / d->bsize + 1;
     d->cls = (uint8_t)k;
     d->start = pg_start(info, pg_index_of(d));
     d->cap = (uint16_t)((pg_psize(kind) - d->start) / d->bsize);
-    d->used = d->nfree = 0;
+    pg_set_used(d, 0);
     __atomic_store_n(&d->bump, 0, __ATOMIC_RELAXED);
     d->state = PG_ACTIVE;
     d->dirty = 1;
     info->nactive++;
-    pg_push(&pg->partial[k], NULL, d);
     return d;
 }
 
-/* The page d has no block out: back to the empty pages, unless it is the
- * only page of its class with room (keeping it spares a reassignment when
- * one block is allocated and freed over and over). */
-static void pg_retire(Vmalloc_t* vm, Pgstate_t* pg, Pgpage_t* d, int force)
+/* Active page d, on no list, with no block out (used == 0, xfree empty):
+ * back to the empty pages. Locked. */
+static void pg_to_empty(Vmalloc_t* vm, Pgstate_t* pg, Pgpage_t* d)
 {
-    if (!force && pg->partial[d->cls] == d && !d->next)
-        return;
     unsigned kind = d->kind;
     Pgkind_t* pk = &pg->kind[kind];
-    pg_unlink(&pg->partial[d->cls], NULL, d);
     d->vm = NULL;
     d->state = PG_EMPTY;
     d->dirty = 1;
     pg_push(&pk->empty, &pk->emptytail, d);
     pk->ndirty++;
-    pk->retired++;
     Pgseg_t* info = pg_info_of(d);
     if (--info->nactive == 0 && pk->ndirty + pk->nclean >= info->npages + pg_dirty_limit(pg, kind))
         pg_release(vm, pg, info->seg);
     pg_purge_to(pg, kind, pg_dirty_limit(pg, kind));
 }
 
-/* The page cache c refills class k from: its own while it has room, else
- * one from the partial list (or a new one), made its own; the full one it
- * leaves returns to the partial list when a block of it is freed. */
-static Pgpage_t* pg_page_for(Vmalloc_t* vm, Pgstate_t* pg, Pgcache_t* c, unsigned k)
+/* A free list that met a block not keyed as free: a write after free, or a
+ * double free from two threads at once that raced the check. The list
+ * cannot be trusted past it: it is dropped, its blocks counted used for
+ * good (a bounded leak) rather than handed out twice; vmdbcheck counts it.
+ * The owner's, or locked. */
+static void pg_damaged(Pgstate_t* pg, Pgpage_t* d)
 {
-    Pgpage_t* d = c->own[k];
-    if (d && pg_has_room(d))
-        return d;
-    if (d) {
-        d->owner = NULL;
-        c->own[k] = NULL;
+    d->free = NULL;
+    pg_set_used(d, pg_bump(d));
+    __atomic_add_fetch(&pg->damaged, 1, __ATOMIC_RELAXED);
+}
+
+/* Move d's xfree onto its free list: the number of blocks moved (now no
+ * longer used). Each block is checked first: one whose key or place is
+ * wrong ends the list (the rest is lost, counted used). The owner's, or
+ * locked for a held page. */
+static uint32_t pg_collect(Pgstate_t* pg, Pgpage_t* d)
+{
+    if (!__atomic_load_n(&d->xfree, __ATOMIC_RELAXED))
+        return 0;
+    void* x = __atomic_exchange_n(&d->xfree, NULL, __ATOMIC_ACQUIRE);
+    uint32_t n = 0, max = pg_used(d);
+    void* last = NULL;
+    for (void* b = x; b; b = *(void**)b) {
+        if (n == max || pg_index(d, b) < 0 || !pg_is_free(pg, b)) {
+            __atomic_add_fetch(&pg->damaged, 1, __ATOMIC_RELAXED);
+            break;
+        }
+        last = b;
+        n++;
     }
-    d = pg->partial[k];
-    if (!d && !(d = pg_assign(vm, pg, k)))
+    if (!last)
+        return 0;
+    *(void**)last = d->free;
+    d->free = x;
+    pg_set_used(d, pg_used(d) - n);
+    return n;
+}
+
+/* Link up to PG_EXTEND bytes of d's never-used blocks, keyed as free, onto
+ * its empty free list: how many. The owner's, or locked. */
+static uint32_t pg_carve(const Pgstate_t* pg, Pgpage_t* d)
+{
+    unsigned bump = pg_bump(d), room = d->cap - bump;
+    if (room == 0)
+        return 0;
+    unsigned n = PG_EXTEND / d->bsize;
+    n = n == 0 ? 1 : n > room ? room : n;
+    char* b = pg_block(d, bump);
+    char* p = b;
+    for (unsigned i = 0; i + 1 < n; ++i, p += d->bsize)
+        pg_mark_free(pg, p, p + d->bsize);
+    pg_mark_free(pg, p, d->free);
+    d->free = b;
+    __atomic_store_n(&d->bump, (uint16_t)(bump + n), __ATOMIC_RELAXED);
+    return n;
+}
+
+/* Push the keyed block p onto d's xfree (any thread). */
+static void pg_xpush(Pgpage_t* d, void* p)
+{
+    void* old = __atomic_load_n(&d->xfree, __ATOMIC_RELAXED);
+    do
+        *(void**)p = old;
+    while (!__atomic_compare_exchange_n(&d->xfree, &old, p, 1, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+}
+
+/* ---- held pages (locked) --------------------------------------------------- */
+
+/* Collect held page d, with the region's figures. */
+static void pg_collect_held(Vmalloc_t* vm, Pgstate_t* pg, Pgpage_t* d)
+{
+    uint32_t n = pg_collect(pg, d);
+    if (n)
+        pg_count(vm, -(long)n, d->bsize);
+}
+
+/* A held page of class k with room, first on partial[k] (collected; those
+ * looked at with none go to the tail), or a new one put there; NULL with
+ * the fault recorded if there is no memory. */
+static Pgpage_t* pg_held_room(Vmalloc_t* vm, Pgstate_t* pg, unsigned k)
+{
+    Pgpage_t* d;
+    for (unsigned i = 0; i < PG_SCAN && (d = pg->partial[k]) != NULL; ++i) {
+        pg_collect_held(vm, pg, d);
+        if (pg_has_room(d))
+            return d;
+        if (d == pg->ptail[k])
+            break;
+        pg_unlink(&pg->partial[k], &pg->ptail[k], d);
+        pg_append(&pg->partial[k], &pg->ptail[k], d);
+    }
+    if (!(d = pg_assign(vm, pg, k)))
         return NULL;
-    pg_unlink(&pg->partial[k], NULL, d);
-    d->owner = c;
-    c->own[k] = d;
+    pg_push(&pg->partial[k], &pg->ptail[k], d);
     return d;
 }
 
-/* c gives up its pages (thread exit, vmcompact): to the partial lists, or
- * back to the empty pages. Locked. */
-static void pg_disown(Vmalloc_t* vm, Pgstate_t* pg, Pgcache_t* c)
+/* Held page d lost its last block: to the empty pages, unless force is 0
+ * and it is the only held page of its class (keeping it spares a new page
+ * when the locked path allocates and frees one block over and over). */
+static void pg_held_emptied(Vmalloc_t* vm, Pgstate_t* pg, Pgpage_t* d, int force)
 {
-    for (unsigned k = 0; k < PG_NCLASS; ++k) {
-        Pgpage_t* d = c->own[k];
-        if (!d)
-            continue;
-        c->own[k] = NULL;
-        d->owner = NULL;
-        if (pg_has_room(d) || d->used == 0)
-            pg_push(&pg->partial[k], NULL, d);
-        if (d->used == 0)
-            pg_retire(vm, pg, d, 0);
-    }
-}
-
-/* A block of class k out of its pages (bump blocks are not keyed), for cache
- * c or (NULL) for the locked path; NULL with the fault recorded. Counted busy. */
-static void* pg_take(Vmalloc_t* vm, Pgstate_t* pg, unsigned k, Pgcache_t* c)
-{
-    Pgpage_t* d = c ? pg_page_for(vm, pg, c, k) : pg->partial[k];
-    if (!d && !(d = pg_assign(vm, pg, k)))
-        return NULL;
-    void* b = d->free;
-    if (b) {
-        d->free = *(void**)b;
-        d->nfree--;
-    } else {
-        b = pg_block(d, d->bump);
-        __atomic_store_n(&d->bump, (uint16_t)(d->bump + 1), __ATOMIC_RELAXED);
-    }
-    d->used++;
-    if (!pg_has_room(d) && !d->owner)
-        pg_unlink(&pg->partial[k], NULL, d);
-    vm_busy_add(vm, d->bsize);
-    return b;
-}
-
-/* Up to want blocks of class k for cache c, linked and keyed as free, put
- * in front of the list at *head; their number (0 with the fault recorded
- * when no page could be had). A page's free list is cut in one piece and
- * never-used blocks are linked in address order, with one update of the
- * page's and the region's counts per page. Counted busy. Locked. */
-static uint32_t pg_take_list(Vmalloc_t* vm, Pgstate_t* pg, unsigned k, Pgcache_t* c,
-                             uint32_t want, void** head)
-{
-    uint32_t got = 0;
-    while (got < want) {
-        Pgpage_t* d = pg_page_for(vm, pg, c, k);
-        if (!d)
-            break;
-        uint32_t n;
-        if (d->free) {
-            void* last = d->free;
-            for (n = 1; n < want - got && *(void**)last; ++n)
-                last = *(void**)last;
-            void* first = d->free;
-            d->free = *(void**)last;
-            *(void**)last = *head;
-            *head = first;
-            d->nfree = (uint16_t)(d->nfree - n);
-        } else {
-            uint32_t room = (uint32_t)(d->cap - d->bump);
-            n = room < want - got ? room : want - got;
-            char* b = pg_block(d, d->bump);
-            char* p = b;
-            for (uint32_t i = 0; i + 1 < n; ++i, p += d->bsize)
-                pg_mark_free(pg, p, p + d->bsize);
-            pg_mark_free(pg, p, *head);
-            *head = b;
-            __atomic_store_n(&d->bump, (uint16_t)(d->bump + n), __ATOMIC_RELAXED);
-        }
-        d->used = (uint16_t)(d->used + n);
-        got += n;
-        vm->n_busy += n;
-        vm->s_busy += (size_t)n * d->bsize;
-        if (vm->s_busy > vm->max_busy)
-            vm->max_busy = vm->s_busy;
-    }
-    return got;
-}
-
-/* Give the keyed block b of page d back to it. */
-static void pg_give(Vmalloc_t* vm, Pgstate_t* pg, Pgpage_t* d, void* b)
-{
-    int full = !pg_has_room(d);
-    ((void**)b)[0] = d->free;
-    d->free = b;
-    d->nfree++;
-    d->used--;
-    vm_busy_sub(vm, d->bsize);
-    if (d->owner) /* its cache's: stays with it, empty or not */
+    unsigned k = d->cls;
+    if (!force && pg->partial[k] == d && !d->next)
         return;
-    if (full)
-        pg_push(&pg->partial[d->cls], NULL, d);
-    if (d->used == 0)
-        pg_retire(vm, pg, d, 0);
+    pg_unlink(&pg->partial[k], &pg->ptail[k], d);
+    pg_to_empty(vm, pg, d);
 }
 
-static void pg_xfer_drain(Vmalloc_t* vm, Pgstate_t* pg);
+/* Collect every held page; those left with no block out go to the empty
+ * pages (force as in pg_held_emptied). */
+static void pg_collect_all_held(Vmalloc_t* vm, Pgstate_t* pg, int force)
+{
+    for (unsigned k = 0; k < PG_NCLASS; ++k)
+        for (Pgpage_t *d = pg->partial[k], *next; d; d = next) {
+            next = d->next;
+            pg_collect_held(vm, pg, d);
+            if (pg_used(d) == 0)
+                pg_held_emptied(vm, pg, d, force);
+        }
+}
+
+/* A block of class k for the locked path, from a held page (bump blocks
+ * are not keyed); NULL with the fault recorded. Counted busy. */
+static void* pg_take(Vmalloc_t* vm, Pgstate_t* pg, unsigned k)
+{
+    for (;;) {
+        Pgpage_t* d = pg_held_room(vm, pg, k);
+        if (!d)
+            return NULL;
+        void** b = d->free;
+        if (b) {
+            if (!pg_is_free(pg, b)) {
+                unsigned used = pg_used(d);
+                pg_damaged(pg, d);
+                pg_count(vm, (long)pg_used(d) - (long)used, d->bsize);
+                continue;
+            }
+            d->free = b[0];
+        } else {
+            unsigned bump = pg_bump(d);
+            b = pg_block(d, bump);
+            __atomic_store_n(&d->bump, (uint16_t)(bump + 1), __ATOMIC_RELAXED);
+        }
+        pg_set_used(d, pg_used(d) + 1);
+        pg_count(vm, 1, d->bsize);
+        return b;
+    }
+}
 
 void pg_tick(Vmalloc_t* vm, Pgstate_t* pg)
 {
@@ -650,127 +711,101 @@ void pg_tick(Vmalloc_t* vm, Pgstate_t* pg)
     if (now - pg->lastpurge < PG_TICK_MS)
         return;
     pg->lastpurge = now;
-    pg->kind[0].retired = pg->kind[1].retired = 0;
-    pg_xfer_drain(vm, pg);
+    pg_collect_all_held(vm, pg, 0);
     pg_purge_to(pg, 0, 0);
     pg_purge_to(pg, 1, 0);
     pg_release_empty(vm, pg);
 }
 
-/* ---- thread caches -------------------------------------------------------- */
+/* ---- thread heaps ----------------------------------------------------------- */
 
-static __thread Pgcache_t* pg_tls_first __attribute__((tls_model("initial-exec")));
-/* The thread's cache of the region the malloc interface used last (one of
+static __thread Pgheap_t* pg_tls_first __attribute__((tls_model("initial-exec")));
+/* The thread's heap of the region the malloc interface used last (one of
  * its list, never a VM_TRUST region's): its calls reach it with one load. */
-static __thread Pgcache_t* pg_tls_malloc __attribute__((tls_model("initial-exec")));
+static __thread Pgheap_t* pg_tls_malloc __attribute__((tls_model("initial-exec")));
 static __thread int pg_tls_state __attribute__((tls_model("initial-exec"))); /* 1: key set; 2: exiting */
 static pthread_key_t pg_tc_key;
 static pthread_once_t pg_tc_once = PTHREAD_ONCE_INIT;
 
-static inline Vmalloc_t* pg_cache_vm(const Pgcache_t* c) { return __atomic_load_n(&c->vm, __ATOMIC_ACQUIRE); }
-static inline uint32_t pg_bin_n(const Pgbin_t* b) { return __atomic_load_n(&b->n, __ATOMIC_RELAXED); }
-static inline void pg_bin_setn(Pgbin_t* b, uint32_t n) { __atomic_store_n(&b->n, n, __ATOMIC_RELAXED); }
+static inline Vmalloc_t* pg_heap_vm(const Pgheap_t* c) { return __atomic_load_n(&c->vm, __ATOMIC_ACQUIRE); }
 
-/* Move every block of c's list k back to its page. Region locked. */
-/* A cache list that met a block not keyed as free: a write after free, or
- * a double free from two threads at once that raced the check.
- * The list cannot be trusted past it: drop the rest (its blocks stay out of
- * their pages, a bounded leak) rather than hand a block out twice; vmdbcheck
- * counts it. */
-static void pg_bin_damaged(Pgstate_t* pg, Pgbin_t* bin)
+/* The queue of class k of heap c (the owner's). */
+static inline void pg_q_sync(Pgheap_t* c, unsigned k)
 {
-    bin->head = NULL;
-    pg_bin_setn(bin, 0);
-    __atomic_add_fetch(&pg->damaged, 1, __ATOMIC_RELAXED);
+    c->page[k] = c->head[k] ? c->head[k] : &pg_nopage;
+}
+static void pg_q_push(Pgheap_t* c, unsigned k, Pgpage_t* d)
+{
+    pg_push(&c->head[k], &c->tail[k], d);
+    c->npages[k]++;
+    pg_q_sync(c, k);
+}
+static void pg_q_unlink(Pgheap_t* c, unsigned k, Pgpage_t* d)
+{
+    pg_unlink(&c->head[k], &c->tail[k], d);
+    c->npages[k]--;
+    pg_q_sync(c, k);
+}
+/* The first page to the tail: it has nothing to give now. */
+static void pg_q_rotate(Pgheap_t* c, unsigned k)
+{
+    Pgpage_t* d = c->head[k];
+    if (d == c->tail[k])
+        return;
+    pg_unlink(&c->head[k], &c->tail[k], d);
+    pg_append(&c->head[k], &c->tail[k], d);
+    pg_q_sync(c, k);
 }
 
-/* Give the first n blocks of the list at *head back to their pages; *head
- * becomes the rest. The number given, or -1 if the list was damaged (then
- * *head is NULL). Region locked. */
-static long pg_list_give(Vmalloc_t* vm, Pgstate_t* pg, void** head, uint32_t n)
+/* Heap c takes held page d (on no list): its free blocks leave the
+ * region's hands. Locked. */
+static void pg_own(Vmalloc_t* vm, Pgheap_t* c, Pgpage_t* d)
 {
-    long given = 0;
-    for (; given < n && *head; ++given) {
-        void* b = *head;
-        if (!pg_is_free(pg, b)) {
-            *head = NULL;
-            __atomic_add_fetch(&pg->damaged, 1, __ATOMIC_RELAXED);
-            return -1;
-        }
-        *head = *(void**)b;
-        pg_give(vm, pg, pg_page_of(b), b);
-    }
-    return given;
+    pg_count(vm, (long)(d->cap - pg_used(d)), d->bsize);
+    __atomic_store_n(&d->owner, c, __ATOMIC_RELAXED);
+    pg_q_push(c, d->cls, d);
 }
 
-static void pg_cache_drain(Vmalloc_t* vm, Pgstate_t* pg, Pgcache_t* c, unsigned k, uint32_t n)
+/* Page d, taken off its owner's queue, goes back to the region: held, or
+ * empty if no block of it is out. Locked. */
+static void pg_unown(Vmalloc_t* vm, Pgstate_t* pg, Pgpage_t* d)
 {
-    Pgbin_t* bin = &c->bin[k];
-    long given = pg_list_give(vm, pg, &bin->head, n);
-    pg_bin_setn(bin, given < 0 ? 0 : pg_bin_n(bin) - (uint32_t)given);
+    (void)pg_collect(pg, d);
+    __atomic_store_n(&d->owner, NULL, __ATOMIC_RELAXED);
+    pg_count(vm, -(long)(d->cap - pg_used(d)), d->bsize);
+    if (pg_used(d) == 0)
+        pg_to_empty(vm, pg, d);
+    else if (pg_has_room(d))
+        pg_push(&pg->partial[d->cls], &pg->ptail[d->cls], d);
+    else
+        pg_append(&pg->partial[d->cls], &pg->ptail[d->cls], d);
 }
 
-/* More pages emptied since the last timed purge than half the active ones,
- * and more than PG_SHRINKMIN bytes of them: the program is giving memory back
- * (a small program that frees all it has in a loop is not). Lists then go to their pages at once,
- * since a cached block holds its whole page resident. */
-static inline int pg_shrinking(const Pgstate_t* pg, unsigned k)
-{
-    unsigned kind = pg_kind_of(k);
-    const Pgkind_t* pk = &pg->kind[kind];
-    return 2 * pk->retired > pg_active(pk) && pk->retired * pg_psize(kind) > PG_SHRINKMIN;
-}
-
-/* The transfer cache's slots (kept out of the region's state, which may
- * live in a small buffer). 0 if there is no memory for them. Locked. */
-/* Lists of class k the transfer cache keeps: 8 at least, PG_XFER at most,
- * else as many full lists as fit in PG_XFERBYTES. */
-static inline unsigned pg_xfer_max(unsigned k)
-{
-    size_t n = PG_XFERBYTES / ((size_t)pg_cache_max(k) * pg_csize[k]);
-    return n < 8 ? 8 : n > PG_XFER ? PG_XFER : (unsigned)n;
-}
-
-static int pg_xfer_ready(Pgstate_t* pg)
-{
-    if (!pg->xfer)
-        pg->xfer = vm_os_map(vm_align_up(PG_NCLASS * sizeof *pg->xfer, vm_os_pagesize()));
-    return pg->xfer != NULL;
-}
-
-/* Every list of the transfer cache back to the pages. Locked. */
-static void pg_xfer_drain(Vmalloc_t* vm, Pgstate_t* pg)
+/* Every page of heap c back to the region (thread exit). Locked. */
+static void pg_disown(Vmalloc_t* vm, Pgstate_t* pg, Pgheap_t* c)
 {
     for (unsigned k = 0; k < PG_NCLASS; ++k)
-        while (pg->nxfer[k] > 0) {
-            Pgbatch_t* x = &pg->xfer[k][--pg->nxfer[k]];
-            (void)pg_list_give(vm, pg, &x->head, UINT32_MAX);
-            x->n = 0;
+        for (Pgpage_t* d; (d = c->head[k]) != NULL;) {
+            pg_q_unlink(c, k, d);
+            pg_unown(vm, pg, d);
         }
 }
 
-static void pg_cache_drain_all(Vmalloc_t* vm, Pgstate_t* pg, Pgcache_t* c)
-{
-    for (unsigned k = 0; k < PG_NCLASS; ++k)
-        pg_cache_drain(vm, pg, c, k, UINT32_MAX);
-}
-
-/* The thread is ending: give every cache back to its region. */
+/* The thread is ending: give every heap's pages back to its region. */
 static void pg_thread_exit(void* arg)
 {
     (void)arg;
     pg_tls_state = 2;
     pg_tls_malloc = NULL;
     pthread_mutex_lock(&vm_cache_lock);
-    Pgcache_t* c = pg_tls_first;
+    Pgheap_t* c = pg_tls_first;
     pg_tls_first = NULL;
     while (c) {
-        Pgcache_t* next = c->tnext;
-        Vmalloc_t* vm = pg_cache_vm(c);
+        Pgheap_t* next = c->tnext;
+        Vmalloc_t* vm = pg_heap_vm(c);
         if (vm) {
             Pgstate_t* pg = c->pg;
             pthread_mutex_lock(&vm->lock);
-            pg_cache_drain_all(vm, pg, c);
             pg_disown(vm, pg, c);
             if (c->rprev)
                 c->rprev->rnext = c->rnext;
@@ -789,21 +824,19 @@ static void pg_thread_exit(void* arg)
 /* vm_cache_lock is the core's, so that its fork handlers take it first. */
 static void pg_tc_setup(void) { (void)pthread_key_create(&pg_tc_key, pg_thread_exit); }
 
-/* This thread's cache for vm, made if need be; NULL when the thread should
- * use the locked path (VM_TRUST, thread exiting, lock busy, no memory). */
-/* A new cache for vm, on the region's list; NULL if no memory. Locked or
+/* A new heap for vm, on the region's list; NULL if no memory. Locked or
  * VM_TRUST. */
-static Pgcache_t* pg_cache_new(Vmalloc_t* vm, Pgstate_t* pg)
+static Pgheap_t* pg_heap_new(Vmalloc_t* vm, Pgstate_t* pg)
 {
-    size_t size = vm_align_up(sizeof(Pgcache_t), vm_os_pagesize());
-    Pgcache_t* c = vm_os_map(size);
+    size_t size = vm_align_up(sizeof(Pgheap_t), vm_os_pagesize());
+    Pgheap_t* c = vm_os_map(size);
     if (!c)
         return NULL;
     c->mapsize = size;
     c->pg = pg;
     c->key = pg->key;
     for (unsigned k = 0; k < PG_NCLASS; ++k)
-        c->bin[k].max = pg_cache_max(k);
+        c->page[k] = &pg_nopage;
     c->rnext = pg->caches;
     if (pg->caches)
         pg->caches->rprev = c;
@@ -812,24 +845,26 @@ static Pgcache_t* pg_cache_new(Vmalloc_t* vm, Pgstate_t* pg)
     return c;
 }
 
-/* Under VM_TRUST one thread at a time uses the region: one cache, the
+/* Under VM_TRUST one thread at a time uses the region: one heap, the
  * region's own, serves them all (no thread-exit hand-back needed). */
-static Pgcache_t* pg_trust_cache(Vmalloc_t* vm, Pgstate_t* pg)
+static Pgheap_t* pg_trust_heap(Vmalloc_t* vm, Pgstate_t* pg)
 {
     if (!pg->trust)
-        pg->trust = pg_cache_new(vm, pg);
+        pg->trust = pg_heap_new(vm, pg);
     return pg->trust;
 }
 
-__attribute__((noinline)) static Pgcache_t* pg_cache_find(Vmalloc_t* vm, Pgstate_t* pg)
+/* This thread's heap for vm, made if need be; NULL when the thread should
+ * use the locked path (thread exiting, lock busy, no memory). */
+__attribute__((noinline)) static Pgheap_t* pg_heap_find(Vmalloc_t* vm, Pgstate_t* pg)
 {
     if (vm->flags & VM_TRUST)
-        return pg_trust_cache(vm, pg);
+        return pg_trust_heap(vm, pg);
     if (pg_tls_state == 2)
         return NULL;
-    Pgcache_t** pp = &pg_tls_first;
-    for (Pgcache_t* c; (c = *pp) != NULL;) {
-        Vmalloc_t* cv = pg_cache_vm(c);
+    Pgheap_t** pp = &pg_tls_first;
+    for (Pgheap_t* c; (c = *pp) != NULL;) {
+        Vmalloc_t* cv = pg_heap_vm(c);
         if (cv == vm) {
             *pp = c->tnext; /* to the front */
             c->tnext = pg_tls_first;
@@ -849,7 +884,7 @@ __attribute__((noinline)) static Pgcache_t* pg_cache_find(Vmalloc_t* vm, Pgstate
     if (pthread_mutex_trylock(&vm_cache_lock) != 0)
         return NULL;
     pthread_mutex_lock(&vm->lock);
-    Pgcache_t* c = pg_cache_new(vm, pg);
+    Pgheap_t* c = pg_heap_new(vm, pg);
     pthread_mutex_unlock(&vm->lock);
     if (c) {
         c->tnext = pg_tls_first;
@@ -863,82 +898,27 @@ __attribute__((noinline)) static Pgcache_t* pg_cache_find(Vmalloc_t* vm, Pgstate
     return c;
 }
 
-/* c if it is a cache of vm (c may be NULL, or a dead cache), else NULL. */
-static inline Pgcache_t* pg_cache_if(Pgcache_t* c, const Vmalloc_t* vm)
+/* The calling thread's heap of vm if it has one (made by no one). */
+static Pgheap_t* pg_heap_mine(Vmalloc_t* vm, Pgstate_t* pg)
+{
+    if (pg->trust)
+        return pg->trust;
+    for (Pgheap_t* c = pg_tls_first; c; c = c->tnext)
+        if (pg_heap_vm(c) == vm)
+            return c;
+    return NULL;
+}
+
+/* c if it is a heap of vm (c may be NULL, or a dead heap), else NULL. */
+static inline Pgheap_t* pg_heap_if(Pgheap_t* c, const Vmalloc_t* vm)
 {
     return c && __atomic_load_n(&c->vm, __ATOMIC_RELAXED) == vm ? c : NULL;
 }
 
-static inline Pgcache_t* pg_cache(Vmalloc_t* vm, Pgstate_t* pg)
+static inline Pgheap_t* pg_heap(Vmalloc_t* vm, Pgstate_t* pg)
 {
-    Pgcache_t* c = pg_cache_if(pg_tls_first, vm);
-    return __builtin_expect(c != NULL, 1) ? c : pg_cache_find(vm, pg);
-}
-
-/* The list k of c is empty: take max / 2 blocks from the pages, return one. */
-__attribute__((noinline)) static void* pg_refill(Vmalloc_t* vm, Pgstate_t* pg, Pgcache_t* c, unsigned k)
-{
-    Pgbin_t* bin = &c->bin[k];
-    uint32_t want = bin->max / 2;
-    pthread_mutex_lock(&vm->lock);
-    if (pg->nxfer[k] > 0) { /* a whole list a flush left: this cache's own first */
-        unsigned i = pg->nxfer[k] - 1;
-        for (unsigned j = 0; j < i; ++j)
-            if (pg->xfer[k][j].from == c) {
-                Pgbatch_t t = pg->xfer[k][j];
-                pg->xfer[k][j] = pg->xfer[k][i];
-                pg->xfer[k][i] = t;
-                break;
-            }
-        Pgbatch_t* x = &pg->xfer[k][--pg->nxfer[k]];
-        void** b = x->head;
-        uint32_t n = x->n; /* read under the lock: a flush may refill the slot after it */
-        x->head = NULL;
-        pthread_mutex_unlock(&vm->lock);
-        if (!pg_is_free(pg, b)) {
-            __atomic_add_fetch(&pg->damaged, 1, __ATOMIC_RELAXED);
-            return NULL;
-        }
-        bin->head = b[0];
-        pg_bin_setn(bin, n - 1);
-        ((uint64_t*)b)[1] = 0;
-        return b;
-    }
-    void** list = NULL;
-    uint32_t n = pg_take_list(vm, pg, k, c, want, (void**)&list);
-    pg_tick(vm, pg);
-    vm->fault = 0; /* the locked path will try again and report */
-    pthread_mutex_unlock(&vm->lock);
-    if (n == 0)
-        return NULL;
-    bin->head = list[0];
-    pg_bin_setn(bin, n - 1);
-    ((uint64_t*)list)[1] = 0;
-    return list;
-}
-
-__attribute__((noinline)) static void pg_flush(Vmalloc_t* vm, Pgstate_t* pg, Pgcache_t* c, unsigned k)
-{
-    Pgbin_t* bin = &c->bin[k];
-    pthread_mutex_lock(&vm->lock);
-    if (pg_shrinking(pg, k)) { /* the list's pages may be emptying: back to them */
-        pg_cache_drain(vm, pg, c, k, UINT32_MAX);
-        while (pg->nxfer[k] > 0) {
-            Pgbatch_t* x = &pg->xfer[k][--pg->nxfer[k]];
-            (void)pg_list_give(vm, pg, &x->head, UINT32_MAX);
-            x->n = 0;
-        }
-    } else if (pg->nxfer[k] < pg_xfer_max(k) && pg_xfer_ready(pg)) { /* whole, for the next refill */
-        Pgbatch_t* x = &pg->xfer[k][pg->nxfer[k]++];
-        x->head = bin->head;
-        x->n = pg_bin_n(bin);
-        x->from = c;
-        bin->head = NULL;
-        pg_bin_setn(bin, 0);
-    } else
-        pg_cache_drain(vm, pg, c, k, bin->max / 2);
-    pg_tick(vm, pg);
-    pthread_mutex_unlock(&vm->lock);
+    Pgheap_t* c = pg_heap_if(pg_tls_first, vm);
+    return __builtin_expect(c != NULL, 1) ? c : pg_heap_find(vm, pg);
 }
 
 void pg_close(Vmalloc_t* vm, Pgstate_t* pg)
@@ -951,7 +931,7 @@ void pg_close(Vmalloc_t* vm, Pgstate_t* pg)
                 (void)pg_map_set(pg_seginfo(seg)->first, pg_seginfo(seg)->kind, j, 0);
     }
     pthread_mutex_lock(&vm_cache_lock);
-    for (Pgcache_t *c = pg->caches, *next; c; c = next) {
+    for (Pgheap_t *c = pg->caches, *next; c; c = next) {
         next = c->rnext;
         if (c == pg->trust)
             (void)vm_os_unmap(c, c->mapsize); /* in no thread's list */
@@ -960,67 +940,65 @@ void pg_close(Vmalloc_t* vm, Pgstate_t* pg)
     }
     pg->caches = NULL;
     pg->trust = NULL;
-    if (pg->xfer)
-        (void)vm_os_unmap(pg->xfer, vm_align_up(PG_NCLASS * sizeof *pg->xfer, vm_os_pagesize()));
-    pg->xfer = NULL;
     pthread_mutex_unlock(&vm_cache_lock);
 }
 
-/* The calling thread's cache of vm and the transfer cache back to the
- * pages, so that what the region reports is exact for a single thread. */
+/* What other threads freed to the calling thread's pages and to the held
+ * ones, collected, so that what the region reports is exact for a single
+ * thread. Locked. */
 static void pg_flush_mine(Vmalloc_t* vm, Pgstate_t* pg)
 {
-    for (Pgcache_t* c = pg_tls_first; c; c = c->tnext)
-        if (pg_cache_vm(c) == vm)
-            pg_cache_drain_all(vm, pg, c);
-    if (pg->trust)
-        pg_cache_drain_all(vm, pg, pg->trust);
-    pg_xfer_drain(vm, pg);
+    Pgheap_t* c = pg_heap_mine(vm, pg);
+    if (c)
+        for (unsigned k = 0; k < PG_NCLASS; ++k)
+            for (Pgpage_t* d = c->head[k]; d; d = d->next)
+                (void)pg_collect(pg, d);
+    pg_collect_all_held(vm, pg, 0);
 }
 
 /* ---- lock-free entry points ---------------------------------------------- */
 
+static void* pg_alloc_slow(Vmalloc_t* vm, Pgheap_t* c, unsigned k);
+static int pg_emptied(Vmalloc_t* vm, Pgheap_t* c, Pgpage_t* d);
 
-static void* pg_alloc_damaged(Vmalloc_t* vm, Pgcache_t* c, unsigned k);
-static int pg_flush_full(Vmalloc_t* vm, Pgcache_t* c, unsigned k);
-
-/* A block of class k off c's list (refilled if empty). Its key is checked
- * here, not at free: the free path wrote this line when it pushed the
- * block, so the check is cheap here where at free it would wait for a line
- * the program may not have touched for long. */
-static inline void* pg_cache_pop(Vmalloc_t* vm, Pgcache_t* c, unsigned k)
+/* A block of class k from heap c: the first of its first page's free list.
+ * The block's key is checked here, not at free: the free path wrote this
+ * line when it pushed the block, so the check is cheap here where at free
+ * it would wait for a line the program may not have touched for long. */
+static inline void* pg_heap_pop(Vmalloc_t* vm, Pgheap_t* c, unsigned k)
 {
-    Pgbin_t* bin = &c->bin[k];
-    void** b = bin->head;
-    if (__builtin_expect(b == NULL, 0))
-        return pg_refill(vm, c->pg, c, k);
-    if (__builtin_expect(((uint64_t*)b)[1] != pg_hash(c->key, b), 0))
-        return pg_alloc_damaged(vm, c, k);
-    bin->head = b[0];
-    pg_bin_setn(bin, bin->n - 1);
+    Pgpage_t* d = c->page[k];
+    void** b = d->free;
+    if (__builtin_expect(b == NULL || ((uint64_t*)b)[1] != pg_hash(c->key, b), 0))
+        return pg_alloc_slow(vm, c, k);
+    d->free = b[0];
+    pg_set_used(d, d->used + 1u);
     ((uint64_t*)b)[1] = 0;
     return b;
 }
 
-/* Link p, a busy block of class k keyed key, onto c's list: 0. A list that
- * overflows is flushed. */
-static inline int pg_cache_link(Vmalloc_t* vm, Pgcache_t* c, unsigned k, void* p, uint64_t key)
+/* p, a busy block of page d keyed key, freed by heap c: onto d's free list
+ * if c owns d, else onto its xfree. 0. */
+static inline int pg_heap_give(Vmalloc_t* vm, Pgheap_t* c, Pgpage_t* d, void* p, uint64_t key)
 {
-    Pgbin_t* bin = &c->bin[k];
-    ((void**)p)[0] = bin->head;
     ((uint64_t*)p)[1] = key;
-    bin->head = p;
-    uint32_t n = bin->n + 1;
-    pg_bin_setn(bin, n);
-    if (__builtin_expect(n > bin->max, 0))
-        return pg_flush_full(vm, c, k);
+    if (__builtin_expect(pg_owner(d) != c, 0)) {
+        pg_xpush(d, p);
+        return 0;
+    }
+    ((void**)p)[0] = d->free;
+    d->free = p;
+    unsigned used = d->used - 1u;
+    pg_set_used(d, used);
+    if (__builtin_expect(used == 0, 0))
+        return pg_emptied(vm, c, d);
     return 0;
 }
 
-/* Push p, a block of vm's page d, onto c's list: 0; 1 if p is not a busy
- * block there (not a block's start, never carved, or already free: the
- * locked path decides and reports). */
-static inline int pg_cache_push(Vmalloc_t* vm, Pgcache_t* c, Pgpage_t* d, void* p)
+/* Free p, in vm's page d, for heap c: 0; 1 if p is not a busy block there
+ * (not a block's start, never carved, or already free: the locked path
+ * decides and reports). */
+static inline int pg_heap_push(Vmalloc_t* vm, Pgheap_t* c, Pgpage_t* d, void* p)
 {
     if (__builtin_expect(pg_index(d, p) < 0, 0))
         return 1;
@@ -1028,51 +1006,92 @@ static inline int pg_cache_push(Vmalloc_t* vm, Pgcache_t* c, Pgpage_t* d, void* 
     /* A second free of a block is refused here (the locked path reports it). */
     if (__builtin_expect(((const uint64_t*)p)[1] == key, 0))
         return 1;
-    return pg_cache_link(vm, c, d->cls, p, key);
+    return pg_heap_give(vm, c, d, p, key);
+}
+
+/* Heap c has no page of class k with a block: one from the region (a held
+ * page with room, or an empty one), first in its queue. 0, or -1 if there
+ * is no memory (the locked path will try again and report). */
+__attribute__((noinline)) static int pg_adopt(Vmalloc_t* vm, Pgheap_t* c, unsigned k)
+{
+    Pgstate_t* pg = c->pg;
+    pthread_mutex_lock(&vm->lock);
+    Pgpage_t* d = pg_held_room(vm, pg, k);
+    if (d) {
+        pg_unlink(&pg->partial[k], &pg->ptail[k], d);
+        pg_own(vm, c, d);
+    }
+    pg_tick(vm, pg);
+    vm->fault = 0;
+    pthread_mutex_unlock(&vm->lock);
+    return d ? 0 : -1;
+}
+
+/* The first page of c's class k had no block, or a damaged one. */
+__attribute__((noinline)) static void* pg_alloc_slow(Vmalloc_t* vm, Pgheap_t* c, unsigned k)
+{
+    Pgstate_t* pg = c->pg;
+    if (c->page[k]->free) /* its first block's key is broken */
+        pg_damaged(pg, c->page[k]);
+    for (unsigned n = c->npages[k] < PG_SCAN + 1 ? c->npages[k] : PG_SCAN + 1; n > 0; --n) {
+        Pgpage_t* d = c->head[k];
+        (void)pg_collect(pg, d);
+        if (d->free || pg_carve(pg, d))
+            return pg_heap_pop(vm, c, k);
+        pg_q_rotate(c, k);
+    }
+    if (pg_adopt(vm, c, k) < 0)
+        return NULL;
+    return pg_heap_pop(vm, c, k);
+}
+
+/* The owner freed the last block of d: back to the region, unless it is
+ * the first of its queue (malloc's next page: keeping it spares a take
+ * when one block is allocated and freed over and over). */
+__attribute__((noinline)) static int pg_emptied(Vmalloc_t* vm, Pgheap_t* c, Pgpage_t* d)
+{
+    unsigned k = d->cls;
+    if (c->head[k] == d)
+        return 0;
+    Pgstate_t* pg = c->pg;
+    pthread_mutex_lock(&vm->lock);
+    pg_q_unlink(c, k, d);
+    pg_unown(vm, pg, d);
+    pg_tick(vm, pg);
+    pthread_mutex_unlock(&vm->lock);
+    return 0;
 }
 
 /* The slow halves of the lock-free entries, out of line so that the fast
  * halves reach them by tail calls and save no registers. */
 
-__attribute__((noinline)) static void* pg_alloc_damaged(Vmalloc_t* vm, Pgcache_t* c, unsigned k)
-{
-    pg_bin_damaged(c->pg, &c->bin[k]);
-    return pg_refill(vm, c->pg, c, k);
-}
-
-/* The thread's cache of vm is not the first of its list (or there is none). */
+/* The thread's heap of vm is not the first of its list (or there is none). */
 __attribute__((noinline)) static void* pg_alloc_find(Vmalloc_t* vm, size_t size)
 {
     Pgstate_t* pg = vm_state(vm);
     if (!__atomic_load_n(&pg->on, __ATOMIC_ACQUIRE))
         return NULL;
-    Pgcache_t* c = pg_cache_find(vm, pg);
-    return c ? pg_cache_pop(vm, c, pg_class(size)) : NULL;
+    Pgheap_t* c = pg_heap_find(vm, pg);
+    return c ? pg_heap_pop(vm, c, pg_class(size)) : NULL;
 }
 
 __attribute__((noinline)) static int pg_free_find(Vmalloc_t* vm, Pgpage_t* d, void* p)
 {
-    Pgcache_t* c = pg_cache_find(vm, vm_state(vm));
-    return c ? pg_cache_push(vm, c, d, p) : 1;
-}
-
-__attribute__((noinline)) static int pg_flush_full(Vmalloc_t* vm, Pgcache_t* c, unsigned k)
-{
-    pg_flush(vm, c->pg, c, k);
-    return 0;
+    Pgheap_t* c = pg_heap_find(vm, vm_state(vm));
+    return c ? pg_heap_push(vm, c, d, p) : 1;
 }
 
 void* pg_fastallocf(Vmalloc_t* vm, size_t size, size_t align)
 {
     if (__builtin_expect(size > PG_MAXCLASS || align > VM_ALIGN, 0))
         return NULL;
-    /* A cache of vm exists only while vm uses pages (on never changes). The
+    /* A heap of vm exists only while vm uses pages (on never changes). The
      * first of the thread's list is the common case: a program allocates
      * mostly from one region. */
-    Pgcache_t* c = pg_cache_if(pg_tls_first, vm);
+    Pgheap_t* c = pg_heap_if(pg_tls_first, vm);
     if (__builtin_expect(!c, 0))
         return pg_alloc_find(vm, size);
-    return pg_cache_pop(vm, c, pg_class(size));
+    return pg_heap_pop(vm, c, pg_class(size));
 }
 
 int pg_fastfreef(Vmalloc_t* vm, void* p)
@@ -1085,24 +1104,24 @@ int pg_fastfreef(Vmalloc_t* vm, void* p)
     /* d->vm is set only while the page is active (pg_check verifies it). */
     if (__builtin_expect(!d || d->vm != vm, 0))
         return 1;
-    Pgcache_t* c = pg_cache_if(pg_tls_first, vm);
+    Pgheap_t* c = pg_heap_if(pg_tls_first, vm);
     if (__builtin_expect(!c, 0))
         return pg_free_find(vm, d, p);
-    return pg_cache_push(vm, c, d, p);
+    return pg_heap_push(vm, c, d, p);
 }
 
 /* ---- the malloc interface's entries (vmhdr.h) ---------------------------- */
 
 /* The malloc interface's region is not the one of pg_tls_malloc: find the
- * thread's cache of it if it is a Vmbest region using pages. */
-__attribute__((noinline)) static Pgcache_t* pg_malloc_find(Vmalloc_t* vm)
+ * thread's heap of it if it is a Vmbest region using pages. */
+__attribute__((noinline)) static Pgheap_t* pg_malloc_find(Vmalloc_t* vm)
 {
     if (vm->meth != &vm_best_method || (vm->flags & VM_TRUST))
         return NULL;
     Pgstate_t* pg = vm_state(vm);
     if (!__atomic_load_n(&pg->on, __ATOMIC_ACQUIRE))
         return NULL;
-    Pgcache_t* c = pg_cache_find(vm, pg);
+    Pgheap_t* c = pg_heap_find(vm, pg);
     if (c)
         pg_tls_malloc = c;
     return c;
@@ -1110,16 +1129,16 @@ __attribute__((noinline)) static Pgcache_t* pg_malloc_find(Vmalloc_t* vm)
 
 __attribute__((noinline)) static void* pg_malloc_slow(Vmalloc_t* vm, size_t size)
 {
-    Pgcache_t* c = size <= PG_MAXCLASS ? pg_malloc_find(vm) : NULL;
-    return c ? pg_cache_pop(vm, c, pg_class(size)) : NULL;
+    Pgheap_t* c = size <= PG_MAXCLASS ? pg_malloc_find(vm) : NULL;
+    return c ? pg_heap_pop(vm, c, pg_class(size)) : NULL;
 }
 
 void* vm_best_malloc(Vmalloc_t* vm, size_t size)
 {
-    Pgcache_t* c = pg_cache_if(pg_tls_malloc, vm);
+    Pgheap_t* c = pg_heap_if(pg_tls_malloc, vm);
     if (__builtin_expect(c == NULL || size > PG_MAXCLASS, 0))
         return pg_malloc_slow(vm, size);
-    return pg_cache_pop(vm, c, pg_class(size));
+    return pg_heap_pop(vm, c, pg_class(size));
 }
 
 int vm_best_free(Vmalloc_t* vm, void* p)
@@ -1128,22 +1147,22 @@ int vm_best_free(Vmalloc_t* vm, void* p)
     Pgpage_t* d = pg_page_of(p);
     if (__builtin_expect(!d || d->vm != vm, 0))
         return 1;
-    Pgcache_t* c = pg_cache_if(pg_tls_malloc, vm);
+    Pgheap_t* c = pg_heap_if(pg_tls_malloc, vm);
     if (__builtin_expect(!c, 0)) {
         c = pg_malloc_find(vm);
         if (!c)
             return 1;
     }
-    return pg_cache_push(vm, c, d, p);
+    return pg_heap_push(vm, c, d, p);
 }
 
 /* Blocks that grow past this leave the pages for a best-fit block, which
  * can then grow in place. */
 #define PG_GROW_OUT PG_MAXSMALL
 
-/* The resize of p, a busy block of vm, with the thread's cache c of vm
+/* The resize of p, a busy block of vm, with the thread's heap c of vm
  * (see fastresizef). */
-static inline void* pg_resize_in(Vmalloc_t* vm, Pgcache_t* c, void* p, size_t size)
+static inline void* pg_resize_in(Vmalloc_t* vm, Pgheap_t* c, void* p, size_t size)
 {
     Pgpage_t* d = pg_page_of(p);
     if (!d || !pg_busy(vm, c->pg, d, p))
@@ -1154,23 +1173,23 @@ static inline void* pg_resize_in(Vmalloc_t* vm, Pgcache_t* c, void* p, size_t si
     size_t want = pg_resize_want(old, size);
     if (pg_grows_out(old, want))
         return NULL; /* the locked path (a best-fit block for one growing out) */
-    void* q = pg_cache_pop(vm, c, pg_class(want));
+    void* q = pg_heap_pop(vm, c, pg_class(want));
     if (!q)
         return NULL;
     memcpy(q, p, size < old ? size : old);
-    (void)pg_cache_link(vm, c, d->cls, p, pg_hash(c->key, p)); /* p was validated above */
+    (void)pg_heap_give(vm, c, d, p, pg_hash(c->key, p)); /* p was validated above */
     return q;
 }
 
 void* pg_fastresizef(Vmalloc_t* vm, void* p, size_t size)
 {
-    Pgcache_t* c = pg_cache(vm, vm_state(vm));
+    Pgheap_t* c = pg_heap(vm, vm_state(vm));
     return c ? pg_resize_in(vm, c, p, size) : NULL;
 }
 
 void* vm_best_realloc(Vmalloc_t* vm, void* p, size_t size)
 {
-    Pgcache_t* c = pg_cache_if(pg_tls_malloc, vm);
+    Pgheap_t* c = pg_heap_if(pg_tls_malloc, vm);
     if (__builtin_expect(!c, 0) && !(c = pg_malloc_find(vm)))
         return NULL;
     return pg_resize_in(vm, c, p, size);
@@ -1180,18 +1199,18 @@ int pg_grows_out(size_t old, size_t want) { return want > old && want > PG_GROW_
 
 /* ---- locked entry points --------------------------------------------------- */
 
-/* A new secret for the keys, in the state and in every cache (whose lists
- * are empty: a cleared region's, or none yet). */
+/* A new secret for the keys, in the state and in every heap (whose pages
+ * are gone: a cleared region's, or none yet). */
 static void pg_rekey(Pgstate_t* pg)
 {
     pg->key = vm_os_random();
-    for (Pgcache_t* c = pg->caches; c; c = c->rnext)
+    for (Pgheap_t* c = pg->caches; c; c = c->rnext)
         c->key = pg->key;
 }
 
 void pg_init(Vmalloc_t* vm, Pgstate_t* pg)
 {
-    Pgcache_t* caches = pg->caches;
+    Pgheap_t* caches = pg->caches;
     memset(pg, 0, sizeof *pg);
     pg->caches = caches;
     pg_rekey(pg);
@@ -1201,7 +1220,7 @@ void pg_init(Vmalloc_t* vm, Pgstate_t* pg)
 
 void* pg_alloc(Vmalloc_t* vm, Pgstate_t* pg, size_t size)
 {
-    void* b = pg_take(vm, pg, pg_class(size), NULL);
+    void* b = pg_take(vm, pg, pg_class(size));
     if (b)
         ((uint64_t*)b)[1] = 0;
     return b;
@@ -1224,8 +1243,23 @@ int pg_free(Vmalloc_t* vm, Pgstate_t* pg, void* p)
         vm_fault(vm, VM_BADADDR, p);
         return -1;
     }
-    pg_mark_free(pg, p, NULL);
-    pg_give(vm, pg, d, p);
+    if (pg_owner(d)) { /* a thread's page: as from any other thread */
+        ((uint64_t*)p)[1] = pg_key(pg, p);
+        pg_xpush(d, p);
+        return 0;
+    }
+    int full = !pg_has_room(d);
+    pg_mark_free(pg, p, d->free);
+    d->free = p;
+    unsigned used = pg_used(d) - 1u;
+    pg_set_used(d, used);
+    pg_count(vm, -1, d->bsize);
+    if (used == 0)
+        pg_held_emptied(vm, pg, d, 0);
+    else if (full) { /* it has room again: where pg_held_room looks first */
+        pg_unlink(&pg->partial[d->cls], &pg->ptail[d->cls], d);
+        pg_push(&pg->partial[d->cls], &pg->ptail[d->cls], d);
+    }
     return 0;
 }
 
@@ -1256,21 +1290,19 @@ long pg_addr(Vmalloc_t* vm, Pgstate_t* pg, void* addr)
 
 void pg_clear(Vmalloc_t* vm, Pgstate_t* pg)
 {
-    /* Every cache is emptied: its blocks were the region's and are now free. */
-    for (Pgcache_t* c = pg->caches; c; c = c->rnext)
+    /* Every heap is emptied: its pages were the region's and are now empty. */
+    for (Pgheap_t* c = pg->caches; c; c = c->rnext)
         for (unsigned k = 0; k < PG_NCLASS; ++k) {
-            c->bin[k].head = NULL;
-            pg_bin_setn(&c->bin[k], 0);
-            c->own[k] = NULL;
+            c->head[k] = c->tail[k] = NULL;
+            c->npages[k] = 0;
+            pg_q_sync(c, k);
         }
-    Pgcache_t* caches = pg->caches;
-    Pgcache_t* trust = pg->trust;
-    Pgbatch_t(*xfer)[PG_XFER] = pg->xfer;
+    Pgheap_t* caches = pg->caches;
+    Pgheap_t* trust = pg->trust;
     size_t nextseg[2] = {pg->kind[0].nextseg, pg->kind[1].nextseg};
     memset(&pg->key, 0, sizeof *pg - offsetof(Pgstate_t, key)); /* on stays as it is */
     pg->caches = caches;
     pg->trust = trust;
-    pg->xfer = xfer; /* its lists are gone with the rest: nxfer is 0 */
     pg->kind[0].nextseg = nextseg[0];
     pg->kind[1].nextseg = nextseg[1];
     pg_rekey(pg);
@@ -1287,7 +1319,9 @@ void pg_clear(Vmalloc_t* vm, Pgstate_t* pg)
             int dirty = d->dirty || d->state == PG_ACTIVE;
             d->vm = NULL;
             d->free = NULL;
-            d->owner = NULL;
+            __atomic_store_n(&d->xfree, NULL, __ATOMIC_RELAXED);
+            __atomic_store_n(&d->owner, NULL, __ATOMIC_RELAXED);
+            pg_set_used(d, 0);
             d->state = PG_EMPTY;
             d->dirty = (uint8_t)dirty;
             if (dirty) {
@@ -1303,44 +1337,37 @@ void pg_clear(Vmalloc_t* vm, Pgstate_t* pg)
     }
 }
 
+/* Everything that can go back does: the calling thread's pages with no
+ * block out, the held ones, and their memory. Other threads' pages are
+ * theirs to give (a thread's pages go back when it ends). */
 void pg_compact(Vmalloc_t* vm, Pgstate_t* pg)
 {
     pg_flush_mine(vm, pg);
-    for (Pgcache_t* c = pg->caches; c; c = c->rnext) /* own[] is read under the lock only */
-        pg_disown(vm, pg, c);
-    for (unsigned k = 0; k < PG_NCLASS; ++k) {
-        Pgpage_t* d = pg->partial[k];
-        while (d) {
-            Pgpage_t* next = d->next;
-            if (d->used == 0)
-                pg_retire(vm, pg, d, 1);
-            d = next;
-        }
-    }
+    Pgheap_t* c = pg_heap_mine(vm, pg);
+    if (c)
+        for (unsigned k = 0; k < PG_NCLASS; ++k)
+            for (Pgpage_t *d = c->head[k], *next; d; d = next) {
+                next = d->next;
+                if (pg_used(d) == 0) {
+                    pg_q_unlink(c, k, d);
+                    pg_unown(vm, pg, d);
+                }
+            }
+    pg_collect_all_held(vm, pg, 1);
     pg_purge_to(pg, 0, 0);
     pg_purge_to(pg, 1, 0);
     pg_release_empty(vm, pg);
 }
 
-/* Blocks in thread caches count as busy in the core's figures; vmstat
- * reports them free (other threads' counts are read as they change). */
-void pg_stat_caches(Vmalloc_t* vm, Pgstate_t* pg, Vmstat_t* st)
+void pg_stat_begin(Vmalloc_t* vm, Pgstate_t* pg, Vmstat_t* st)
 {
-    (void)vm; /* the caller's own cache is counted like the others, not flushed:
-               * a program may call vmstat often (vmreplay does) */
-    for (unsigned k = 0; k < PG_NCLASS; ++k) {
-        size_t n = 0;
-        for (unsigned x = 0; x < pg->nxfer[k]; ++x)
-            n += pg->xfer[k][x].n;
-        for (Pgcache_t* c = pg->caches; c; c = c->rnext)
-            n += pg_bin_n(&c->bin[k]);
-        if (n > st->n_busy || n * pg_csize[k] > st->s_busy)
-            continue; /* counts read while they changed */
-        st->n_busy -= n;
-        st->s_busy -= n * pg_csize[k];
-        st->n_free += n;
-        st->s_free += n * pg_csize[k];
-    }
+    /* The caller's own heap is collected, not emptied: a program may call
+     * vmstat often (vmreplay does). The held pages' collection changes the
+     * figures the core copied. */
+    pg_flush_mine(vm, pg);
+    st->n_busy = vm->n_busy;
+    st->s_busy = vm->s_busy;
+    st->max_busy = vm->max_busy;
 }
 
 static inline Pgpage_t* pg_seg_page(const Pgseg_t* info, size_t j)
@@ -1348,6 +1375,9 @@ static inline Pgpage_t* pg_seg_page(const Pgseg_t* info, size_t j)
     return pg_desc(info->first, j);
 }
 
+/* The blocks of an owned page count as busy in the core's figures; vmstat
+ * reports its free ones free (other threads' counts are read as they
+ * change). */
 void pg_stat_seg(Vmalloc_t* vm, Pgstate_t* pg, Vmseg_t* seg, Vmstat_t* st)
 {
     (void)vm;
@@ -1355,48 +1385,49 @@ void pg_stat_seg(Vmalloc_t* vm, Pgstate_t* pg, Vmseg_t* seg, Vmstat_t* st)
     Pgseg_t* info = pg_seginfo(seg);
     for (size_t j = 0; j < info->npages; ++j) {
         Pgpage_t* d = pg_seg_page(info, j);
-        size_t room = d->state == PG_ACTIVE ? (size_t)(d->cap - d->used) * d->bsize
-                                            : pg_psize(info->kind) - pg_start(info, j);
-        if (d->state == PG_ACTIVE && d->used && d->bsize > st->m_busy)
-            st->m_busy = d->bsize;
-        if (room) {
-            st->n_free += d->state == PG_ACTIVE ? (size_t)(d->cap - d->used) : 1;
+        if (d->state != PG_ACTIVE) {
+            size_t room = pg_psize(info->kind) - pg_start(info, j);
+            st->n_free += 1;
             st->s_free += room;
-            if (d->state != PG_ACTIVE && room > st->m_free)
+            if (room > st->m_free)
                 st->m_free = room;
+            continue;
         }
-    }
-}
-
-/* The free blocks of page d as a bitmap (caller's buffer of cap bits). */
-static void pg_free_map(const Pgpage_t* d, uint64_t* map)
-{
-    memset(map, 0, ((size_t)d->cap + 63) / 64 * 8);
-    size_t n = 0;
-    for (void* b = d->free; b && n < d->nfree; b = *(void**)b, ++n) {
-        long i = pg_index(d, b);
-        if (i >= 0)
-            map[i >> 6] |= (uint64_t)1 << (i & 63);
+        unsigned used = pg_used(d);
+        size_t nfree = (size_t)(d->cap - used);
+        if (pg_owner(d)) {
+            st->n_busy -= nfree;
+            st->s_busy -= nfree * d->bsize;
+        }
+        if (used && d->bsize > st->m_busy)
+            st->m_busy = d->bsize;
+        st->n_free += nfree;
+        st->s_free += nfree * d->bsize;
     }
 }
 
 int pg_walk_seg(Vmalloc_t* vm, Pgstate_t* pg, Vmseg_t* seg, Vmvisit_f visit, void* arg)
 {
-    uint64_t map[(PG_SIZE / 16 + 63) / 64];
     Pgseg_t* info = pg_seginfo(seg);
     /* The aligned twin is an internal detail: the user's discipline is Vmdcsystem. */
     Vmdisc_t* disc = seg->disc == &vm_dc_system_aligned ? &vm_dc_system : seg->disc;
     pg_flush_mine(vm, pg);
+    Pgheap_t* mine = pg_heap_mine(vm, pg);
     for (size_t j = 0; j < info->npages; ++j) {
         Pgpage_t* d = pg_seg_page(info, j);
-        if (d->state != PG_ACTIVE || d->used == 0)
+        if (d->state != PG_ACTIVE || pg_used(d) == 0)
             continue;
-        pg_free_map(d, map);
+        /* Every free block is keyed, wherever it is (a free list, xfree);
+         * but the blocks of a page another thread owns change under us:
+         * all that page's carved blocks count as busy, as in the figures. */
+        Pgheap_t* owner = pg_owner(d);
+        int theirs = owner && owner != mine;
         unsigned bump = pg_bump(d);
         for (unsigned i = 0; i < bump; ++i) {
-            if (map[i >> 6] >> (i & 63) & 1)
+            char* b = pg_block(d, i);
+            if (!theirs && pg_is_free(pg, b))
                 continue;
-            int r = visit(vm, pg_block(d, i), d->bsize, disc, arg);
+            int r = visit(vm, b, d->bsize, disc, arg);
             if (r != 0)
                 return r;
         }
@@ -1404,8 +1435,34 @@ int pg_walk_seg(Vmalloc_t* vm, Pgstate_t* pg, Vmseg_t* seg, Vmvisit_f visit, voi
     return 0;
 }
 
-/* Violations in one page segment; adds the blocks out of its pages (busy or
- * in a cache) to *nused and their bytes to *sused. */
+static int pg_heap_known(const Pgstate_t* pg, const Pgheap_t* c)
+{
+    for (const Pgheap_t* h = pg->caches; h; h = h->rnext)
+        if (h == c)
+            return 1;
+    return 0;
+}
+
+/* Walk the list at b, blocks of d: each a carved block, keyed as free, not
+ * met before (map). The number of blocks, or SIZE_MAX if one is wrong or
+ * there are more than max. */
+static size_t pg_check_list(const Pgstate_t* pg, const Pgpage_t* d, void* b, size_t max,
+                            uint64_t* map)
+{
+    size_t n = 0;
+    for (; b; b = *(void**)b, ++n) {
+        long i = pg_index(d, b);
+        if (n == max || i < 0 || (map[i >> 6] >> (i & 63) & 1) || !pg_is_free(pg, b))
+            return SIZE_MAX;
+        map[i >> 6] |= (uint64_t)1 << (i & 63);
+    }
+    return n;
+}
+
+/* Violations in one page segment; adds the blocks out of the region's hands
+ * (busy, or in an owned page) to *nused and their bytes to *sused. The
+ * lists of pages other threads own are theirs: only their descriptors are
+ * checked. */
 int pg_check_seg(Vmalloc_t* vm, Pgstate_t* pg, Vmseg_t* seg, size_t* nused, size_t* sused)
 {
     uint64_t map[(PG_SIZE / 16 + 63) / 64];
@@ -1417,6 +1474,7 @@ int pg_check_seg(Vmalloc_t* vm, Pgstate_t* pg, Vmseg_t* seg, size_t* nused, size
         info->first + info->npages * pg_psize(info->kind) > seg->end)
         return 1;
     size_t psize = pg_psize(info->kind);
+    Pgheap_t* mine = pg_heap_mine(vm, pg);
     for (size_t j = 0; j < info->npages; ++j) {
         char* P = info->first + j * psize;
         Pgpage_t* d = pg_desc(info->first, j);
@@ -1425,39 +1483,49 @@ int pg_check_seg(Vmalloc_t* vm, Pgstate_t* pg, Vmseg_t* seg, size_t* nused, size
             bad++;
             continue;
         }
+        Pgheap_t* owner = pg_owner(d);
         if (d->state == PG_EMPTY) {
-            if (d->vm)
+            if (d->vm || owner)
                 bad++;
             continue;
         }
         active++;
-        unsigned k = d->cls;
+        unsigned k = d->cls, bump = pg_bump(d), used = pg_used(d);
         if (d->state != PG_ACTIVE || d->vm != vm || k >= PG_NCLASS || d->bsize != pg_csize[k] ||
             pg_kind_of(k) != d->kind || d->start != pg_start(info, j) ||
-            d->cap != (psize - d->start) / d->bsize || d->bump > d->cap ||
-            d->nfree > d->bump || d->used != d->bump - d->nfree) {
+            d->cap != (psize - d->start) / d->bsize || bump > d->cap || used > bump ||
+            (owner && !pg_heap_known(pg, owner))) {
             bad++;
             continue;
         }
+        size_t out = owner ? d->cap : used;
+        *nused += out;
+        *sused += out * d->bsize;
+        if (owner && owner != mine)
+            continue;
         memset(map, 0, sizeof map);
-        size_t n = 0;
-        void* b = d->free;
-        for (; b && n <= d->nfree; b = *(void**)b, ++n) {
-            long i = pg_index(d, b);
-            if (i < 0 || (map[i >> 6] >> (i & 63) & 1) || !pg_is_free(pg, b)) {
-                bad++;
-                break;
-            }
-            map[i >> 6] |= (uint64_t)1 << (i & 63);
-        }
-        if (n != d->nfree || (b && n >= d->nfree))
+        if (pg_check_list(pg, d, d->free, bump - used, map) != bump - used)
             bad++;
-        *nused += d->used;
-        *sused += (size_t)d->used * d->bsize;
+        if (pg_check_list(pg, d, __atomic_load_n(&d->xfree, __ATOMIC_ACQUIRE), used, map) == SIZE_MAX)
+            bad++;
     }
     if (active != info->nactive)
         bad++;
     return bad;
+}
+
+/* A page list of vm's active pages of class k, with the given owner. */
+static int pg_check_queue(Vmalloc_t* vm, Pgpage_t* head, Pgpage_t* tail, unsigned k,
+                          const Pgheap_t* owner, size_t limit, size_t* count)
+{
+    size_t n = 0;
+    Pgpage_t* prev = NULL;
+    for (Pgpage_t* d = head; d; prev = d, d = d->next)
+        if (++n > limit || pg_page_of(pg_page_addr(d)) != d || d->vm != vm ||
+            d->state != PG_ACTIVE || d->cls != k || pg_owner(d) != owner || d->prev != prev)
+            return 1;
+    *count = n;
+    return prev != tail;
 }
 
 /* The lists: every page in them is where its state says, counted right. */
@@ -1466,15 +1534,12 @@ int pg_check(Vmalloc_t* vm, Pgstate_t* pg)
     int bad = (int)__atomic_load_n(&pg->damaged, __ATOMIC_RELAXED);
     size_t limit = pg->kind[0].npages + pg->kind[1].npages + 1, n;
     pg_flush_mine(vm, pg);
+    Pgheap_t* c = pg_heap_mine(vm, pg);
     for (unsigned k = 0; k < PG_NCLASS; ++k) {
-        n = 0;
-        for (Pgpage_t* d = pg->partial[k]; d; d = d->next) {
-            if (++n > limit || pg_page_of(pg_page_addr(d)) != d || d->vm != vm ||
-                d->state != PG_ACTIVE || d->cls != k || !pg_has_room(d) || d->owner) {
-                bad++;
-                break;
-            }
-        }
+        bad += pg_check_queue(vm, pg->partial[k], pg->ptail[k], k, NULL, limit, &n);
+        if (c && (pg_check_queue(vm, c->head[k], c->tail[k], k, c, limit, &n) ||
+                  n != c->npages[k] || c->page[k] != (c->head[k] ? c->head[k] : &pg_nopage)))
+            bad++;
     }
     struct {
         Pgpage_t* head;

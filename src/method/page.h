@@ -1,44 +1,47 @@
 /*
  * method/page.h — the small-block layer of Vmbest: size classes served from
  * 32 KiB (up to 2 KiB) or 64 KiB pages (up to 16 KiB) of one class, with
- * per-thread caches in front (page.c).
+ * each page owned by one thread heap (page.c).
  *
  * Glossary (all sizes in bytes; P is a page's address, a multiple of PG_SIZE)
- *   class        one of PG_NCLASS block sizes, 16 .. PG_MAXSMALL: steps of 16
+ *   class        one of PG_NCLASS block sizes, 16 .. PG_MAXCLASS: steps of 16
  *                up to 256, then 8 steps per doubling, so a request is never
  *                rounded up by more than 12.5% above 256 bytes.
  *   page segment a discipline segment of up to 60 pages of one kind (PG_SIZE
  *                or PG_LSIZE), aligned to its page size (Vmdcsystem's
- *                aligned twin gives them). Its first page
- *                starts with the Vmseg_t, the segment's counters and a 64-byte
- *                descriptor per page, all in its first OS page.
+ *                aligned twin gives them). Its first page starts with the
+ *                Vmseg_t, the segment's counters and a 64-byte descriptor per
+ *                page, all in its first OS page.
  *   page         PG_SIZE (or PG_LSIZE) bytes at P, blocks of one class at
  *                P + start + i * bsize for 0 <= i < cap (start > 0 only in a
  *                segment's first page). No block has a header: the process-
- *                wide page map gives, for any address, 0 (no page) or the
- *                page's kind and 1 + its index in its segment, hence its
- *                descriptor.
- *                  bump  = blocks ever carved from the page (never-used ones
- *                          follow them)
- *                  used  = bump - nfree = blocks out of the page (with users
- *                          or in caches)
- *                  a page is active (has a class) or empty (on the dirty or
- *                  the clean list, used == 0). An active page is either
- *                  owned by a cache, which refills from it, or on its class's
- *                  partial list iff nfree > 0 or bump < cap.
- *   key          a free block (in a page's free list or in a cache) holds its
- *                next pointer in word 0 and pg_key(p) in word 1. A busy block
- *                has word 1 cleared when it is handed out, so a second free
- *                of the same block is caught in O(1) (the user would have to
- *                write the region's secret there to fool it). A cache list
- *                checks each block's key again when it hands it out: a write
- *                after free that broke it drops the list (a bounded leak)
- *                instead of handing a block out twice.
- *   thread cache per (thread, region): a LIFO list per class, bounded; the
- *                fast path pops and pushes there with no lock. Blocks in a
- *                cache (or in the region's transfer cache) are "out of the
- *                page", so they count as busy in the core's accounting until
- *                vmstat subtracts them.
+ *                wide page map gives, for any address, its page's descriptor
+ *                or NULL.
+ *                  bump  = blocks ever carved (never-used ones follow them)
+ *                  used  = bump - |free|: blocks with users, or freed by a
+ *                          thread other than the owner and not yet collected
+ *                          (in xfree)
+ *                A page is empty (on the dirty or the clean list) or active
+ *                (has a class). An active page is owned by one thread heap,
+ *                which alone allocates from it and frees to its free list,
+ *                without a lock, or held by the region (owner NULL: its
+ *                thread ended, or the locked path made it), on partial[cls],
+ *                its free list under the region lock. Any other thread frees
+ *                to xfree, an atomic list; the owner (or a lock holder, for
+ *                a held page) moves xfree to free ("collects").
+ *   key          a free block holds its next pointer in word 0 and pg_key(p)
+ *                in word 1. A busy block has word 1 cleared when it is
+ *                handed out, so a second free of the same block is caught in
+ *                O(1) (the user would have to write the region's secret
+ *                there to fool it). A block is checked again when it is
+ *                handed out or collected: a write after free that broke it
+ *                drops the rest of its list (a bounded leak) instead of
+ *                handing a block out twice.
+ *   thread heap  per (thread, region) (Pgheap_t): for each class, a queue
+ *                of the pages it owns; malloc takes from the first. A
+ *                region counts every block of an owned page busy (its free
+ *                ones are out of the region's hands); vmstat reports them
+ *                free.
  */
 #ifndef VM_PAGE_H
 #define VM_PAGE_H
@@ -56,48 +59,31 @@
 
 #define SEG_PAGES 2u /* seg->mflags: a page segment (SEG_HUGE is 1, best.c) */
 
-/* Batches per class in a region's transfer cache: up to PG_XFER, and at
- * most PG_XFERBYTES of blocks per class (pg_xfer_max): many threads that
- * free and allocate in bursts then exchange whole lists in O(1) under the
- * lock instead of walking blocks back to their pages. */
-#define PG_XFER 64
-#define PG_XFERBYTES ((size_t)1 << 20)
-
 typedef struct pg_page Pgpage_t;
-typedef struct pg_cache Pgcache_t;
-
-/* A list of free blocks moved between a thread cache and its region whole. */
-typedef struct {
-    void* head;
-    uint32_t n;
-    const void* from; /* the cache that gave it: it takes its own back first */
-} Pgbatch_t;
+typedef struct pg_heap Pgheap_t;
 
 /* The layer's state, part of Vmbest's region state; guarded by the region
  * lock except where page.c says otherwise. */
 typedef struct {
     int on;                        /* the region uses pages (Vmdcsystem memory) */
     uint64_t key;                  /* keys free blocks (pg_key); renewed by pg_clear */
-    Pgpage_t* partial[PG_NCLASS];  /* pages with blocks left, by class */
+    /* The active pages no thread owns, by class: with room first (a page
+     * that runs out goes to the tail). */
+    Pgpage_t* partial[PG_NCLASS];
+    Pgpage_t* ptail[PG_NCLASS];
     struct pg_kind {               /* small pages [0], large pages [1] */
         Pgpage_t* empty;           /* empty dirty pages (touched since purged), newest first */
         Pgpage_t* emptytail;       /* the oldest: purged first */
         Pgpage_t* clean;           /* empty pages purged or never touched */
         size_t ndirty, nclean;
-        size_t retired;            /* pages emptied since the last timed purge */
         size_t npages;             /* pages in all page segments of the kind */
         size_t nextseg;            /* pages in the next page segment */
     } kind[2];
     size_t pagebytes;              /* bytes in all page segments */
-    Pgcache_t* caches;             /* this region's thread caches */
-    Pgcache_t* trust;              /* the one cache of a VM_TRUST region, or NULL */
+    Pgheap_t* caches;             /* this region's thread heaps */
+    Pgheap_t* trust;              /* the one heap of a VM_TRUST region, or NULL */
     uint64_t lastpurge;            /* ms: the last timed purge */
-    size_t damaged;                /* cache lists found damaged (page.c): atomic */
-    /* The transfer cache: whole lists a thread cache gave up, for the next
-     * refill of any thread, so a burst of frees and a burst of allocations
-     * move lists in O(1) instead of blocks one by one through their pages. */
-    Pgbatch_t (*xfer)[PG_XFER];    /* [PG_NCLASS], mapped at the first flush */
-    uint8_t nxfer[PG_NCLASS];
+    size_t damaged;                /* free lists found damaged (page.c): atomic */
 } Pgstate_t;
 
 /* Set up the layer for a new or cleared region: on when its discipline is
@@ -126,7 +112,9 @@ void pg_clear(Vmalloc_t* vm, Pgstate_t* pg);
 void pg_compact(Vmalloc_t* vm, Pgstate_t* pg);
 /* For one page segment: add its figures, visit its busy blocks, check it. */
 void pg_stat_seg(Vmalloc_t* vm, Pgstate_t* pg, Vmseg_t* seg, Vmstat_t* st);
-void pg_stat_caches(Vmalloc_t* vm, Pgstate_t* pg, Vmstat_t* st);
+/* Before the segments: collect what other threads freed to the held pages
+ * and to the caller's own, and take the busy figures again. */
+void pg_stat_begin(Vmalloc_t* vm, Pgstate_t* pg, Vmstat_t* st);
 int pg_walk_seg(Vmalloc_t* vm, Pgstate_t* pg, Vmseg_t* seg, Vmvisit_f visit, void* arg);
 int pg_check_seg(Vmalloc_t* vm, Pgstate_t* pg, Vmseg_t* seg, size_t* nused, size_t* sused);
 int pg_check(Vmalloc_t* vm, Pgstate_t* pg);
@@ -158,7 +146,7 @@ static inline size_t pg_resize_want(size_t old, size_t size)
 {
     return size > old && size < 2 * old ? 2 * old : size;
 }
-/* The region is being closed: forget its thread caches. Unlocked. */
+/* The region is being closed: forget its thread heaps. Unlocked. */
 void pg_close(Vmalloc_t* vm, Pgstate_t* pg);
 
 #endif /* VM_PAGE_H */
