@@ -360,8 +360,7 @@ static int mal_state;
  * those out (and may still go lock-free). */
 static inline int mal_fast_now(void)
 {
-    return __atomic_load_n(&mal_state, __ATOMIC_ACQUIRE) == 2 && vm_trace_fd < 0 &&
-           !vm_fl_pending() && !__builtin_expect(vm_scope_malloc, 0);
+    return __atomic_load_n(&vm_malloc_slow, __ATOMIC_ACQUIRE) == 0 && !vm_fl_pending();
 }
 
 static void mal_init_slow(void)
@@ -371,6 +370,7 @@ static void mal_init_slow(void)
                                     __ATOMIC_ACQUIRE)) {
         mal_configure();
         __atomic_store_n(&mal_state, 2, __ATOMIC_RELEASE);
+        vm_malloc_slow_set(VM_SLOW_INIT, 0);
         return;
     }
     /* Another thread is reading the environment; it allocates nothing, so it

@@ -20,6 +20,7 @@
 
 pthread_mutex_t vm_list_lock = PTHREAD_MUTEX_INITIALIZER;
 pthread_mutex_t vm_cache_lock = PTHREAD_MUTEX_INITIALIZER;
+int vm_malloc_slow = VM_SLOW_INIT; /* malloc.c clears it once configured */
 Vmalloc_t* vm_list; /* regions made by vmopen; Vmheap is not on it */
 
 static inline int vm_lock(Vmalloc_t* vm)

@@ -1583,7 +1583,9 @@ int vm_scope_malloc;
 
 int vmscope_malloc(int on)
 {
-    return __atomic_exchange_n(&vm_scope_malloc, on != 0, __ATOMIC_RELAXED);
+    int old = __atomic_exchange_n(&vm_scope_malloc, on != 0, __ATOMIC_RELAXED);
+    vm_malloc_slow_set(VM_SLOW_SCOPE, on != 0);
+    return old;
 }
 
 Vmalloc_t* vm_scope_region(Vmalloc_t* dflt)

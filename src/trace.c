@@ -82,6 +82,7 @@ static int trace_fd_ok(void)
     if (vm_os_file_id(vm_trace_fd) == trace_fileid)
         return 1;
     vm_trace_fd = -1;
+    vm_malloc_slow_set(VM_SLOW_TRACE, 0);
     return 0;
 }
 
@@ -118,6 +119,7 @@ int vmtrace(int fd)
     int old = vm_trace_fd;
     vm_trace_fd = fd;
     trace_fileid = vm_os_file_id(fd);
+    vm_malloc_slow_set(VM_SLOW_TRACE, fd >= 0);
     pthread_mutex_unlock(&trace_lock);
     return old;
 }

@@ -413,6 +413,19 @@ int vm_profile_write(Vmalloc_t* vm, int fd);
 extern int vm_scope_malloc;
 Vmalloc_t* vm_scope_region(Vmalloc_t* dflt);
 
+/* Why malloc cannot take Vmbest's direct entries now, a bit per reason (0:
+ * it can): malloc reads one word per call instead of one per reason. A bit
+ * set while its reason is gone only costs speed. (region.c) */
+enum { VM_SLOW_INIT = 1, VM_SLOW_TRACE = 2, VM_SLOW_SCOPE = 4 };
+extern int vm_malloc_slow;
+static inline void vm_malloc_slow_set(int why, int on)
+{
+    if (on)
+        (void)__atomic_or_fetch(&vm_malloc_slow, why, __ATOMIC_ACQ_REL);
+    else
+        (void)__atomic_and_fetch(&vm_malloc_slow, ~why, __ATOMIC_ACQ_REL);
+}
+
 /* The built-in objects, for static initialisers. */
 extern Vmethod_t vm_best_method, vm_pool_method, vm_last_method;
 extern Vmethod_t vm_debug_method, vm_profile_method;

@@ -612,13 +612,14 @@ static uint32_t pg_carve(const Pgstate_t* pg, Pgpage_t* d)
     return n;
 }
 
-/* Push the keyed block p onto d's xfree (any thread). */
-static void pg_xpush(Pgpage_t* d, void* p)
+/* Push the keyed block p onto d's xfree (any thread): 0. */
+__attribute__((noinline)) static int pg_xpush(Pgpage_t* d, void* p)
 {
     void* old = __atomic_load_n(&d->xfree, __ATOMIC_RELAXED);
     do
         *(void**)p = old;
     while (!__atomic_compare_exchange_n(&d->xfree, &old, p, 1, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+    return 0;
 }
 
 /* ---- held pages (locked) --------------------------------------------------- */
@@ -982,10 +983,8 @@ static inline void* pg_heap_pop(Vmalloc_t* vm, Pgheap_t* c, unsigned k)
 static inline int pg_heap_give(Vmalloc_t* vm, Pgheap_t* c, Pgpage_t* d, void* p, uint64_t key)
 {
     ((uint64_t*)p)[1] = key;
-    if (__builtin_expect(pg_owner(d) != c, 0)) {
-        pg_xpush(d, p);
-        return 0;
-    }
+    if (__builtin_expect(pg_owner(d) != c, 0))
+        return pg_xpush(d, p);
     ((void**)p)[0] = d->free;
     d->free = p;
     unsigned used = d->used - 1u;
@@ -1127,6 +1126,12 @@ __attribute__((noinline)) static Pgheap_t* pg_malloc_find(Vmalloc_t* vm)
     return c;
 }
 
+__attribute__((noinline)) static int pg_free_malloc_find(Vmalloc_t* vm, Pgpage_t* d, void* p)
+{
+    Pgheap_t* c = pg_malloc_find(vm);
+    return c ? pg_heap_push(vm, c, d, p) : 1;
+}
+
 __attribute__((noinline)) static void* pg_malloc_slow(Vmalloc_t* vm, size_t size)
 {
     Pgheap_t* c = size <= PG_MAXCLASS ? pg_malloc_find(vm) : NULL;
@@ -1148,11 +1153,8 @@ int vm_best_free(Vmalloc_t* vm, void* p)
     if (__builtin_expect(!d || d->vm != vm, 0))
         return 1;
     Pgheap_t* c = pg_heap_if(pg_tls_malloc, vm);
-    if (__builtin_expect(!c, 0)) {
-        c = pg_malloc_find(vm);
-        if (!c)
-            return 1;
-    }
+    if (__builtin_expect(!c, 0))
+        return pg_free_malloc_find(vm, d, p);
     return pg_heap_push(vm, c, d, p);
 }
 
@@ -1245,8 +1247,7 @@ int pg_free(Vmalloc_t* vm, Pgstate_t* pg, void* p)
     }
     if (pg_owner(d)) { /* a thread's page: as from any other thread */
         ((uint64_t*)p)[1] = pg_key(pg, p);
-        pg_xpush(d, p);
-        return 0;
+        return pg_xpush(d, p);
     }
     int full = !pg_has_room(d);
     pg_mark_free(pg, p, d->free);
