@@ -902,7 +902,7 @@ __attribute__((noinline)) static Pgheap_t* pg_heap_find(Vmalloc_t* vm, Pgstate_t
 /* The calling thread's heap of vm if it has one (made by no one). */
 static Pgheap_t* pg_heap_mine(Vmalloc_t* vm, Pgstate_t* pg)
 {
-    if (pg->trust)
+    if (vm->flags & VM_TRUST)
         return pg->trust;
     for (Pgheap_t* c = pg_tls_first; c; c = c->tnext)
         if (pg_heap_vm(c) == vm)
@@ -1354,6 +1354,9 @@ void pg_compact(Vmalloc_t* vm, Pgstate_t* pg)
                     pg_unown(vm, pg, d);
                 }
             }
+    /* A region that was VM_TRUST and is no longer: its heap serves no one. */
+    if (pg->trust && pg->trust != c)
+        pg_disown(vm, pg, pg->trust);
     pg_collect_all_held(vm, pg, 1);
     pg_purge_to(pg, 0, 0);
     pg_purge_to(pg, 1, 0);
