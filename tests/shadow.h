@@ -86,6 +86,26 @@ typedef struct sh_conf_s {
     long every;              /* steps between full checks */
 } Sh_conf_t;
 
+/* The mix for a general-purpose method (Vmbest and the methods over it):
+ * every operation but wrong-size frees, sizes up to 4 MiB, alignments up to
+ * 1 MiB. */
+static inline Sh_conf_t sh_conf_general(int kind, long steps)
+{
+    Sh_conf_t conf = {
+        .kind = kind,
+        .steps = steps,
+        /*          alloc rnull free resize align wrong compact clear */
+        .weight = {330, 20, 250, 280, 100, 0, 10, 2},
+        .maxlive = 2000,
+        .maxbytes = (size_t)16 << 20,
+        .medium_max = 65536,
+        .large_max = (size_t)4 << 20,
+        .align_max = (size_t)1 << 20,
+        .every = 200,
+    };
+    return conf;
+}
+
 /* A discipline that is a test device: a user's buffer handed out as a stack
  * of segments (under == NULL), or a wrapper around another discipline that
  * fails every every-th request for memory. It counts the events it hears. */

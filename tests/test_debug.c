@@ -364,18 +364,8 @@ int main(int argc, char** argv)
     test_abort();
     test_guard();
 
-    Sh_conf_t conf = {
-        .kind = SH_DEBUG,
-        .steps = 12000,
-        /*          alloc rnull free resize align wrong compact clear */
-        .weight = {330, 20, 250, 280, 100, 0, 10, 2},
-        .maxlive = 2000,
-        .maxbytes = (size_t)16 << 20,
-        .medium_max = 65536,
-        .large_max = (size_t)4 << 20,
-        .align_max = (size_t)1 << 16,
-        .every = 200,
-    };
+    Sh_conf_t conf = sh_conf_general(SH_DEBUG, 12000);
+    conf.align_max = (size_t)1 << 16;
     /* The shadow runs in a child whose reports come through a pipe: they
      * are hundreds of thousands of lines, counted here, not kept. */
     int fds[2];

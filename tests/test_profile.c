@@ -152,18 +152,7 @@ int main(int argc, char** argv)
 {
     uint64_t seed = sh_seed(argc, argv);
     test_profile_lines();
-    Sh_conf_t conf = {
-        .kind = SH_PROFILE,
-        .steps = 30000,
-        /*          alloc rnull free resize align wrong compact clear */
-        .weight = {330, 20, 250, 280, 100, 0, 10, 2},
-        .maxlive = 2000,
-        .maxbytes = (size_t)16 << 20,
-        .medium_max = 65536,
-        .large_max = (size_t)4 << 20,
-        .align_max = (size_t)1 << 20,
-        .every = 200,
-    };
+    Sh_conf_t conf = sh_conf_general(SH_PROFILE, 30000);
     int ndisc;
     long steps = sh_run_all("test_profile", Vmprofile, &conf, seed, &ndisc);
     printf("test_profile: %ld steps, %d disciplines, seed 0x%llx: %s\n", steps, ndisc,

@@ -53,18 +53,7 @@ int main(int argc, char** argv)
 {
     scope_rules();
     uint64_t seed = sh_seed(argc, argv);
-    Sh_conf_t conf = {
-        .kind = SH_SCOPE,
-        .steps = 40000,
-        /*          alloc rnull free resize align wrong compact clear */
-        .weight = {330, 20, 250, 280, 100, 0, 10, 2},
-        .maxlive = 2000,
-        .maxbytes = (size_t)16 << 20,
-        .medium_max = 65536,
-        .large_max = (size_t)4 << 20,
-        .align_max = (size_t)1 << 20,
-        .every = 200,
-    };
+    Sh_conf_t conf = sh_conf_general(SH_SCOPE, 40000);
     int ndisc;
     long steps = sh_run_all("test_scope_method", Vmscope, &conf, seed, &ndisc);
     printf("test_scope_method: %ld steps, %d disciplines, seed 0x%llx: ok\n", steps, ndisc,
