@@ -1583,8 +1583,13 @@ int vm_scope_malloc;
 
 int vmscope_malloc(int on)
 {
+    /* The flag and malloc's gate bit change together: two threads switching
+     * it at once must not leave the bit clear with the flag set. */
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    pthread_mutex_lock(&lock);
     int old = __atomic_exchange_n(&vm_scope_malloc, on != 0, __ATOMIC_RELAXED);
     vm_malloc_slow_set(VM_SLOW_SCOPE, on != 0);
+    pthread_mutex_unlock(&lock);
     return old;
 }
 

@@ -811,7 +811,7 @@ static void pg_thread_exit(void* arg)
             if (c->rprev)
                 c->rprev->rnext = c->rnext;
             else
-                pg->caches = c->rnext;
+                pg->heaps = c->rnext;
             if (c->rnext)
                 c->rnext->rprev = c->rprev;
             pthread_mutex_unlock(&vm->lock);
@@ -838,10 +838,10 @@ static Pgheap_t* pg_heap_new(Vmalloc_t* vm, Pgstate_t* pg)
     c->key = pg->key;
     for (unsigned k = 0; k < PG_NCLASS; ++k)
         c->page[k] = &pg_nopage;
-    c->rnext = pg->caches;
-    if (pg->caches)
-        pg->caches->rprev = c;
-    pg->caches = c;
+    c->rnext = pg->heaps;
+    if (pg->heaps)
+        pg->heaps->rprev = c;
+    pg->heaps = c;
     __atomic_store_n(&c->vm, vm, __ATOMIC_RELEASE);
     return c;
 }
@@ -932,14 +932,14 @@ void pg_close(Vmalloc_t* vm, Pgstate_t* pg)
                 (void)pg_map_set(pg_seginfo(seg)->first, pg_seginfo(seg)->kind, j, 0);
     }
     pthread_mutex_lock(&vm_cache_lock);
-    for (Pgheap_t *c = pg->caches, *next; c; c = next) {
+    for (Pgheap_t *c = pg->heaps, *next; c; c = next) {
         next = c->rnext;
         if (c == pg->trust)
             (void)vm_os_unmap(c, c->mapsize); /* in no thread's list */
         else
             __atomic_store_n(&c->vm, NULL, __ATOMIC_RELEASE); /* its thread frees it */
     }
-    pg->caches = NULL;
+    pg->heaps = NULL;
     pg->trust = NULL;
     pthread_mutex_unlock(&vm_cache_lock);
 }
@@ -963,9 +963,9 @@ static void* pg_alloc_slow(Vmalloc_t* vm, Pgheap_t* c, unsigned k);
 static int pg_emptied(Vmalloc_t* vm, Pgheap_t* c, Pgpage_t* d);
 
 /* A block of class k from heap c: the first of its first page's free list.
- * The block's key is checked here, not at free: the free path wrote this
- * line when it pushed the block, so the check is cheap here where at free
- * it would wait for a line the program may not have touched for long. */
+ * Its key is checked again (free checked it before pushing): a write after
+ * free that broke the list is caught here, on a line the free wrote, before
+ * the list is followed. */
 static inline void* pg_heap_pop(Vmalloc_t* vm, Pgheap_t* c, unsigned k)
 {
     Pgpage_t* d = c->page[k];
@@ -1093,7 +1093,9 @@ void* pg_fastallocf(Vmalloc_t* vm, size_t size, size_t align)
     return pg_heap_pop(vm, c, pg_class(size));
 }
 
-int pg_fastfreef(Vmalloc_t* vm, void* p)
+/* The page of p if it is an active page of vm, else NULL: the first half
+ * of both lock-free frees. */
+static inline Pgpage_t* pg_free_page(Vmalloc_t* vm, void* p)
 {
     /* The key check reads p's line, a cache miss for a block freed long
      * after its last use: start fetching it while the page is looked up (a
@@ -1101,7 +1103,13 @@ int pg_fastfreef(Vmalloc_t* vm, void* p)
     __builtin_prefetch(p, 1);
     Pgpage_t* d = pg_page_of(p);
     /* d->vm is set only while the page is active (pg_check verifies it). */
-    if (__builtin_expect(!d || d->vm != vm, 0))
+    return __builtin_expect(d && d->vm == vm, 1) ? d : NULL;
+}
+
+int pg_fastfreef(Vmalloc_t* vm, void* p)
+{
+    Pgpage_t* d = pg_free_page(vm, p);
+    if (__builtin_expect(!d, 0))
         return 1;
     Pgheap_t* c = pg_heap_if(pg_tls_first, vm);
     if (__builtin_expect(!c, 0))
@@ -1148,9 +1156,8 @@ void* vm_best_malloc(Vmalloc_t* vm, size_t size)
 
 int vm_best_free(Vmalloc_t* vm, void* p)
 {
-    __builtin_prefetch(p, 1); /* see pg_fastfreef */
-    Pgpage_t* d = pg_page_of(p);
-    if (__builtin_expect(!d || d->vm != vm, 0))
+    Pgpage_t* d = pg_free_page(vm, p);
+    if (__builtin_expect(!d, 0))
         return 1;
     Pgheap_t* c = pg_heap_if(pg_tls_malloc, vm);
     if (__builtin_expect(!c, 0))
@@ -1206,15 +1213,15 @@ int pg_grows_out(size_t old, size_t want) { return want > old && want > PG_GROW_
 static void pg_rekey(Pgstate_t* pg)
 {
     pg->key = vm_os_random();
-    for (Pgheap_t* c = pg->caches; c; c = c->rnext)
+    for (Pgheap_t* c = pg->heaps; c; c = c->rnext)
         c->key = pg->key;
 }
 
 void pg_init(Vmalloc_t* vm, Pgstate_t* pg)
 {
-    Pgheap_t* caches = pg->caches;
+    Pgheap_t* heaps = pg->heaps;
     memset(pg, 0, sizeof *pg);
-    pg->caches = caches;
+    pg->heaps = heaps;
     pg_rekey(pg);
     pg->lastpurge = vm_os_now_ms();
     __atomic_store_n(&pg->on, vm->disc == &vm_dc_system, __ATOMIC_RELEASE);
@@ -1292,17 +1299,17 @@ long pg_addr(Vmalloc_t* vm, Pgstate_t* pg, void* addr)
 void pg_clear(Vmalloc_t* vm, Pgstate_t* pg)
 {
     /* Every heap is emptied: its pages were the region's and are now empty. */
-    for (Pgheap_t* c = pg->caches; c; c = c->rnext)
+    for (Pgheap_t* c = pg->heaps; c; c = c->rnext)
         for (unsigned k = 0; k < PG_NCLASS; ++k) {
             c->head[k] = c->tail[k] = NULL;
             c->npages[k] = 0;
             pg_q_sync(c, k);
         }
-    Pgheap_t* caches = pg->caches;
+    Pgheap_t* heaps = pg->heaps;
     Pgheap_t* trust = pg->trust;
     size_t nextseg[2] = {pg->kind[0].nextseg, pg->kind[1].nextseg};
     memset(&pg->key, 0, sizeof *pg - offsetof(Pgstate_t, key)); /* on stays as it is */
-    pg->caches = caches;
+    pg->heaps = heaps;
     pg->trust = trust;
     pg->kind[0].nextseg = nextseg[0];
     pg->kind[1].nextseg = nextseg[1];
@@ -1441,7 +1448,7 @@ int pg_walk_seg(Vmalloc_t* vm, Pgstate_t* pg, Vmseg_t* seg, Vmvisit_f visit, voi
 
 static int pg_heap_known(const Pgstate_t* pg, const Pgheap_t* c)
 {
-    for (const Pgheap_t* h = pg->caches; h; h = h->rnext)
+    for (const Pgheap_t* h = pg->heaps; h; h = h->rnext)
         if (h == c)
             return 1;
     return 0;

@@ -80,8 +80,8 @@ typedef struct {
         size_t nextseg;            /* pages in the next page segment */
     } kind[2];
     size_t pagebytes;              /* bytes in all page segments */
-    Pgheap_t* caches;             /* this region's thread heaps */
-    Pgheap_t* trust;              /* the one heap of a VM_TRUST region, or NULL */
+    Pgheap_t* heaps;               /* this region's thread heaps */
+    Pgheap_t* trust;               /* the one heap of a VM_TRUST region, or NULL */
     uint64_t lastpurge;            /* ms: the last timed purge */
     size_t damaged;                /* free lists found damaged (page.c): atomic */
 } Pgstate_t;
