@@ -375,6 +375,18 @@ char* vm_inner_place(Vminner_t* in, size_t hsize, size_t n, size_t align, size_t
 char* vm_inner_place_lead(Vminner_t* in, size_t total, size_t align, size_t lead);
 /* The header of the inner block ib of ibsize usable bytes, or NULL. */
 char* vm_inner_head(const Vminner_t* in, char* ib, size_t ibsize);
+/* The busy inner block holding addr, and its usable bytes in *ibsize; NULL
+ * if addr is in none. */
+char* vm_inner_find(const Vminner_t* in, const void* addr, size_t* ibsize);
+/* vmaddr's answer for addr against a user block of size bytes at u: the
+ * offset, or -1 outside it (a block of size 0 answers for its address). */
+static inline long vm_user_offset(const char* u, size_t size, const void* addr)
+{
+    const char* a = addr;
+    if (a < u || (a >= u + size && a != u))
+        return -1;
+    return (long)(a - u);
+}
 /* n_free, s_free, m_free, m_busy of the outer region's statf: the inner
  * region's (its busy blocks are a little larger than the blocks they hold,
  * so m_busy is an upper bound). */

@@ -291,11 +291,11 @@ static Db_hdr_t* db_lookup(Vmalloc_t* vm, void* p)
         return NULL;
     Db_hdr_t* h;
     if (st->guard) {
-        long off = vmaddr(st->in.vm, u);
-        long ibsize = off < 0 ? -1 : vmsize(st->in.vm, u - off);
-        if (ibsize < 0)
+        size_t ibsize;
+        char* ib = vm_inner_find(&st->in, u, &ibsize);
+        if (!ib)
             return NULL;
-        h = db_hdr_of(vm, u - off, (size_t)ibsize, DB_BUSY | DB_FREE);
+        h = db_hdr_of(vm, ib, ibsize, DB_BUSY | DB_FREE);
     } else {
         Vmseg_t* seg = vm_seg_find(vm, u);
         if (!seg || u - sizeof(Db_hdr_t) < seg->addr)
@@ -567,18 +567,10 @@ static void* db_resize(Vmalloc_t* vm, void* block, size_t size, int type)
 static long db_addr(Vmalloc_t* vm, void* addr)
 {
     Db_t* st = db_state(vm);
-    long off = vmaddr(st->in.vm, addr);
-    if (off < 0)
-        return -1;
-    char* ib = (char*)addr - off;
-    long ibsize = vmsize(st->in.vm, ib);
-    Db_hdr_t* h = ibsize < 0 ? NULL : db_hdr_of(vm, ib, (size_t)ibsize, DB_BUSY);
-    if (!h)
-        return -1;
-    char* u = db_user(h);
-    if ((char*)addr < u || ((char*)addr >= u + h->size && (char*)addr != u))
-        return -1;
-    return (long)((char*)addr - u);
+    size_t ibsize;
+    char* ib = vm_inner_find(&st->in, addr, &ibsize);
+    Db_hdr_t* h = ib ? db_hdr_of(vm, ib, ibsize, DB_BUSY) : NULL;
+    return h ? vm_user_offset(db_user(h), h->size, addr) : -1;
 }
 
 static long db_size(Vmalloc_t* vm, void* block)

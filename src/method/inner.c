@@ -126,6 +126,19 @@ char* vm_inner_head(const Vminner_t* in, char* ib, size_t ibsize)
     return ib;
 }
 
+char* vm_inner_find(const Vminner_t* in, const void* addr, size_t* ibsize)
+{
+    long off = vmaddr(in->vm, (void*)addr);
+    if (off < 0)
+        return NULL;
+    char* ib = (char*)addr - off;
+    long n = vmsize(in->vm, ib);
+    if (n < 0)
+        return NULL;
+    *ibsize = (size_t)n;
+    return ib;
+}
+
 void vm_inner_wipe(char* ib) { memset(ib, 0, sizeof(Inner_mark_t)); }
 
 void vm_inner_close(Vminner_t* in)

@@ -269,18 +269,12 @@ static void* pf_resize(Vmalloc_t* vm, void* block, size_t size, int type)
 static long pf_addr(Vmalloc_t* vm, void* addr)
 {
     Pf_t* st = pf_state(vm);
-    long off = vmaddr(st->in.vm, addr);
-    if (off < 0)
-        return -1;
-    char* ib = (char*)addr - off;
-    long ibsize = vmsize(st->in.vm, ib);
-    Pf_hdr_t* h = ibsize < 0 ? NULL : (Pf_hdr_t*)vm_inner_head(&st->in, ib, (size_t)ibsize);
+    size_t ibsize;
+    char* ib = vm_inner_find(&st->in, addr, &ibsize);
+    Pf_hdr_t* h = ib ? (Pf_hdr_t*)vm_inner_head(&st->in, ib, ibsize) : NULL;
     if (!h || h->check != vm_check(vm, h, pf_word(h)))
         return -1;
-    char* u = pf_user(h);
-    if ((char*)addr < u || ((char*)addr >= u + h->size && (char*)addr != u))
-        return -1;
-    return (long)((char*)addr - u);
+    return vm_user_offset(pf_user(h), h->size, addr);
 }
 
 static long pf_size(Vmalloc_t* vm, void* block)
