@@ -703,8 +703,8 @@ int vmwalk(Vmalloc_t* vm, Vmvisit_f visit, void* arg)
 /* Take every lock in the library's order: the thread caches' lock, the
  * region list, each open region (newest first: a region made over another
  * region is newer than it, and its discipline takes the other's lock inside
- * its own), Vmheap, the sbrk
- * discipline's lock, the trace buffer. Released in reverse by the handlers
+ * its own), Vmheap, the sbrk discipline's lock, the system discipline's
+ * kept ranges, the trace buffer. Released in reverse by the handlers
  * below, in the parent and in the child. */
 void vm_fork_prepare(void)
 {
@@ -717,12 +717,14 @@ void vm_fork_prepare(void)
     if (!(heap->flags & VM_TRUST))
         pthread_mutex_lock(&heap->lock);
     vm_sbrk_lock();
+    vm_system_lock();
     vm_trace_fork_prepare();
 }
 
 void vm_fork_parent(void)
 {
     vm_trace_fork_after();
+    vm_system_unlock();
     vm_sbrk_unlock();
     Vmalloc_t* heap = vm_heap_region();
     if (!(heap->flags & VM_TRUST))

@@ -345,6 +345,9 @@ extern void (*vm_fork_child_hook)(void); /* run in the child after the locks are
 /* disc/sbrk.c: its lock, for fork. */
 void vm_sbrk_lock(void);
 void vm_sbrk_unlock(void);
+/* disc/system.c: the kept ranges' lock, for fork. */
+void vm_system_lock(void);
+void vm_system_unlock(void);
 
 /* region.c: a region for a method's own use (Vmdebug's and Vmprofile's
  * blocks come from an inner Vmbest region): made as vmopen makes one, with
@@ -443,7 +446,21 @@ extern Vmethod_t vm_best_method, vm_pool_method, vm_last_method;
 extern Vmethod_t vm_debug_method, vm_profile_method;
 extern Vmethod_t vm_scope_method; /* scope.c: the method of scoped heaps */
 extern Vmdisc_t vm_dc_system, vm_dc_sbrk, vm_dc_heap;
-extern Vmdisc_t vm_dc_system_aligned; /* Vmdcsystem, new segments aligned to 64 KiB */
+/* Vmdcsystem's internal twins for Vmbest (disc/system.c): new segments
+ * aligned to 64 KiB, their memory not promised zero; what is released
+ * through vm_dc_system_kept stays mapped a while for the next segment. */
+extern Vmdisc_t vm_dc_system_aligned, vm_dc_system_kept;
+void vm_dc_system_tick(void);       /* give back the ranges kept long enough */
+void vm_dc_system_flush(void);      /* give back every kept range now */
+size_t vm_dc_system_keptbytes(void);
+
+/* Is d Vmdcsystem or one of its twins (memory the kernel can purge)? */
+static inline int vm_disc_os(const Vmdisc_t* d)
+{
+    return d == &vm_dc_system || d == &vm_dc_system_aligned || d == &vm_dc_system_kept;
+}
+/* The discipline a user sees for a segment of d: the twins are internal. */
+static inline Vmdisc_t* vm_disc_shown(Vmdisc_t* d) { return vm_disc_os(d) ? &vm_dc_system : d; }
 extern Vmalloc_t* vm_heap_region(void); /* the static Vmheap object */
 
 /* os.c — the only file that talks to the kernel. Sizes are multiples of the

@@ -4,7 +4,12 @@
  * clears and compactions, over every test discipline, with the region's own
  * check after each step. Usage: test_best [seed].
  */
+#define _DEFAULT_SOURCE /* mincore */
 #include "shadow.h"
+#include "t.h"
+
+#include <sys/mman.h>
+#include <time.h>
 
 /* A freed block that merged into its free predecessor leaves its header in
  * the merged block; once that memory is handed out again, user data that
@@ -35,14 +40,72 @@ static void regress_stale_header(void)
     vmclose(vm);
 }
 
+/* Is the OS page holding p mapped? */
+static int mapped(const void* p)
+{
+    unsigned char v;
+    return mincore((void*)((uintptr_t)p & ~(uintptr_t)4095), 4096, &v) == 0;
+}
+
+static void pause_ms(long ms)
+{
+    struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&t, &t) != 0)
+        ;
+}
+
+/* A freed huge block's memory stays mapped a while for the next segment
+ * (disc/system.c's kept ranges): the next huge block of about its size gets
+ * it back, so does a page segment, vmcompact gives it back to the kernel at
+ * once, and time does too. */
+static void kept_ranges(void)
+{
+    const size_t n = (size_t)4 << 20;
+    Vmalloc_t* vm = vmopen(Vmdcsystem, Vmbest, 0);
+    char* a = vm ? vmalloc(vm, n) : NULL;
+    CHECK(a != NULL, "a huge block");
+    memset(a, 1, n);
+    Vmstat_t s0, s1;
+    CHECK(vmstat(vm, &s0) == 0 && vmfree(vm, a) == 0 && vmstat(vm, &s1) == 0, "vmfree");
+    CHECK(s1.extent + n <= s0.extent, "the freed huge block is still in the extent: %zu -> %zu",
+          s0.extent, s1.extent);
+    CHECK(mapped(a) && mapped(a + n - 1), "the freed huge block is not kept");
+    char* b = vmalloc(vm, n - 5000);
+    CHECK(b == a, "a huge block of about the freed one's size did not reuse it: %p, then %p",
+          (void*)a, (void*)b);
+    CHECK(vmfree(vm, b) == 0 && vmdbcheck(vm) == 0, "region damaged");
+    CHECK(vmcompact(vm) == 0 && !mapped(a) && !mapped(a + n / 2),
+          "vmcompact left the kept memory mapped");
+
+    /* The next page segment is cut out of a kept range. */
+    a = vmalloc(vm, n);
+    CHECK(a && vmfree(vm, a) == 0, "a huge block");
+    char* small = vmalloc(vm, 512);
+    CHECK(small >= a && small < a + n, "a page segment did not reuse the kept range: %p, block %p",
+          (void*)a, (void*)small);
+    CHECK(vmfree(vm, small) == 0 && vmdbcheck(vm) == 0, "region damaged");
+    CHECK(vmcompact(vm) == 0, "vmcompact");
+
+    /* Kept ranges go back a second after their release, at the next call. */
+    a = vmalloc(vm, n);
+    char* c = vmalloc(vm, n);
+    CHECK(a && c && vmfree(vm, a) == 0 && mapped(a), "two huge blocks");
+    pause_ms(1100);
+    CHECK(vmfree(vm, c) == 0, "vmfree");
+    CHECK(!mapped(a) && mapped(c), "a range kept over a second was not given back (%d, %d)",
+          mapped(a), mapped(c));
+    CHECK(vmdbcheck(vm) == 0 && vmclose(vm) == 0, "vmclose");
+}
+
 int main(int argc, char** argv)
 {
     regress_stale_header();
+    kept_ranges();
     uint64_t seed = sh_seed(argc, argv);
     Sh_conf_t conf = sh_conf_general(SH_BEST, 50000);
     int ndisc;
     long steps = sh_run_all("test_best", Vmbest, &conf, seed, &ndisc);
     printf("test_best: %ld steps, %d disciplines, seed 0x%llx: ok\n", steps, ndisc,
            (unsigned long long)seed);
-    return 0;
+    return T_DONE();
 }

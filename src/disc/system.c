@@ -3,13 +3,38 @@
  * the kernel, zero-filled, released with munmap, grown and shrunk in place
  * with mremap (without moving, as the discipline contract requires). The
  * default raw memory of Vmheap and of regions that name no better source.
- * A second, internal discipline (vm_dc_system_aligned) aligns new segments
- * to 64 KiB: Vmbest takes its small-block pages from it when the region's
- * discipline is Vmdcsystem (method/page.h).
+ *
+ * Two internal twins serve Vmbest when its region's discipline is
+ * Vmdcsystem (method/best.c, method/page.c); they give segments aligned to
+ * 64 KiB, and their memory is not promised zero:
+ *   vm_dc_system_aligned  small-block pages and best-fit segments;
+ *   vm_dc_system_kept     huge blocks, each in a segment of its own.
+ * A segment released through vm_dc_system_kept is kept mapped for a while
+ * ("kept ranges"), so that the next huge block, or the next segment of
+ * either twin, gets pages that are resident already: a program that frees
+ * a buffer of some MiB and soon asks for another pays no munmap, no mmap
+ * and no page fault per 4 KiB touched again (jemalloc keeps freed extents
+ * until they decay; mimalloc keeps freed segments in its arenas).
+ *
+ * Kept ranges: at most SYS_NKEPT, SYS_KEEPMAX bytes together, address
+ * ranges that the kernel maps and no segment uses. A new segment of either
+ * twin is cut out of the smallest range that holds it (what is left on
+ * either side stays kept); when none holds it the process is growing, so
+ * every range goes back to the kernel before a new mapping is made: memory
+ * kept for reuse never adds to the peak. A range goes back SYS_KEEP_MS
+ * after it was released, at the next call here or the next timed tick of a
+ * Vmbest region (vm_dc_system_tick), and at once by vmcompact (malloc_trim)
+ * through vm_dc_system_flush.
+ *
+ * Bounds: O(SYS_NKEPT) per call of the twins; one global lock, taken only
+ * there (segment calls, the slow path of every method).
  */
 #include "../vmhdr.h"
 
 #define SYSTEM_ALIGN ((size_t)64 << 10)
+#define SYS_NKEPT 8
+#define SYS_KEEPMAX ((size_t)32 << 20)
+#define SYS_KEEP_MS 1000
 
 static void* system_memory(Vmalloc_t* vm, void* addr, size_t csz, size_t nsz, Vmdisc_t* disc)
 {
@@ -23,14 +48,140 @@ static void* system_memory(Vmalloc_t* vm, void* addr, size_t csz, size_t nsz, Vm
 }
 
 Vmdisc_t vm_dc_system = {system_memory, NULL, 0};
+Vmdisc_t* Vmdcsystem = &vm_dc_system;
+
+/* ---- kept ranges ------------------------------------------------------------ */
+
+typedef struct {
+    char* addr;
+    size_t size;  /* a multiple of the OS page */
+    uint64_t ms;  /* when it was released */
+} Sysrange_t;
+
+static pthread_mutex_t sys_lock = PTHREAD_MUTEX_INITIALIZER;
+static Sysrange_t sys_kept[SYS_NKEPT]; /* oldest first; guarded by sys_lock */
+static size_t sys_nkept, sys_keptbytes;
+
+/* Range i leaves the list. Locked. */
+static void sys_remove(size_t i)
+{
+    sys_keptbytes -= sys_kept[i].size;
+    sys_nkept -= 1;
+    memmove(&sys_kept[i], &sys_kept[i + 1], (sys_nkept - i) * sizeof sys_kept[0]);
+}
+
+/* Give range i back to the kernel. Locked. */
+static void sys_drop(size_t i)
+{
+    (void)vm_os_unmap(sys_kept[i].addr, sys_kept[i].size);
+    sys_remove(i);
+}
+
+/* Give back the ranges released SYS_KEEP_MS ago or more (all if all). Locked. */
+static void sys_expire(int all)
+{
+    uint64_t now = sys_nkept ? vm_os_now_ms() : 0;
+    while (sys_nkept && (all || now - sys_kept[0].ms >= SYS_KEEP_MS))
+        sys_drop(0);
+}
+
+/* Keep [addr, addr + size) (OS-page aligned), unless it is too big to keep:
+ * the oldest ranges go back to make room. Locked. */
+static void sys_keep(char* addr, size_t size, uint64_t ms)
+{
+    if (size > SYS_KEEPMAX) {
+        (void)vm_os_unmap(addr, size);
+        return;
+    }
+    while (sys_nkept == SYS_NKEPT || sys_keptbytes + size > SYS_KEEPMAX)
+        sys_drop(0);
+    sys_kept[sys_nkept++] = (Sysrange_t){addr, size, ms};
+    sys_keptbytes += size;
+}
+
+/* size bytes at a multiple of SYSTEM_ALIGN cut out of the smallest kept
+ * range that holds them, or NULL. Locked. */
+static char* sys_take(size_t size)
+{
+    size_t best = sys_nkept;
+    for (size_t i = 0; i < sys_nkept; ++i) {
+        char* a = vm_ptr_up(sys_kept[i].addr, SYSTEM_ALIGN);
+        if (a + size <= sys_kept[i].addr + sys_kept[i].size &&
+            (best == sys_nkept || sys_kept[i].size < sys_kept[best].size))
+            best = i;
+    }
+    if (best == sys_nkept)
+        return NULL;
+    Sysrange_t r = sys_kept[best];
+    sys_remove(best);
+    char* a = vm_ptr_up(r.addr, SYSTEM_ALIGN);
+    char* end = r.addr + r.size;
+    if (a > r.addr)
+        sys_keep(r.addr, (size_t)(a - r.addr), r.ms);
+    if (a + size < end)
+        sys_keep(a + size, (size_t)(end - (a + size)), r.ms);
+    return a;
+}
+
+/* A new segment for either twin: from a kept range, else (every range
+ * given back first: the process grows) a new mapping. */
+static void* sys_new(size_t size)
+{
+    size = vm_align_up(size, vm_os_pagesize());
+    pthread_mutex_lock(&sys_lock);
+    sys_expire(0);
+    char* a = sys_take(size);
+    if (!a)
+        sys_expire(1);
+    pthread_mutex_unlock(&sys_lock);
+    return a ? a : vm_os_map_aligned(size, SYSTEM_ALIGN);
+}
 
 static void* system_aligned_memory(Vmalloc_t* vm, void* addr, size_t csz, size_t nsz,
                                    Vmdisc_t* disc)
 {
     if (csz == 0)
-        return nsz ? vm_os_map_aligned(nsz, SYSTEM_ALIGN) : NULL;
+        return nsz ? sys_new(nsz) : NULL;
     return system_memory(vm, addr, csz, nsz, disc);
 }
 
-Vmdisc_t vm_dc_system_aligned = {system_aligned_memory, NULL, 0};
-Vmdisc_t* Vmdcsystem = &vm_dc_system;
+static void* system_kept_memory(Vmalloc_t* vm, void* addr, size_t csz, size_t nsz, Vmdisc_t* disc)
+{
+    if (csz == 0 || nsz != 0)
+        return system_aligned_memory(vm, addr, csz, nsz, disc);
+    pthread_mutex_lock(&sys_lock);
+    sys_expire(0);
+    sys_keep(addr, vm_align_up(csz, vm_os_pagesize()), vm_os_now_ms());
+    pthread_mutex_unlock(&sys_lock);
+    return addr;
+}
+
+/* Sizes in whole 64 KiB: mappings the kernel places next to each other then
+ * stay aligned, and vm_os_map_aligned seldom needs its second try. */
+Vmdisc_t vm_dc_system_aligned = {system_aligned_memory, NULL, SYSTEM_ALIGN};
+Vmdisc_t vm_dc_system_kept = {system_kept_memory, NULL, SYSTEM_ALIGN};
+
+void vm_dc_system_tick(void)
+{
+    pthread_mutex_lock(&sys_lock);
+    sys_expire(0);
+    pthread_mutex_unlock(&sys_lock);
+}
+
+void vm_dc_system_flush(void)
+{
+    pthread_mutex_lock(&sys_lock);
+    sys_expire(1);
+    pthread_mutex_unlock(&sys_lock);
+}
+
+size_t vm_dc_system_keptbytes(void)
+{
+    pthread_mutex_lock(&sys_lock);
+    size_t n = sys_keptbytes;
+    pthread_mutex_unlock(&sys_lock);
+    return n;
+}
+
+void vm_system_lock(void) { pthread_mutex_lock(&sys_lock); }
+void vm_system_unlock(void) { pthread_mutex_unlock(&sys_lock); }

@@ -408,6 +408,16 @@ static int best_extend(Vmalloc_t* vm, size_t size)
     return 0;
 }
 
+/* The discipline of a new segment (huge: for one huge block). On
+ * Vmdcsystem, its twins: a huge block's segment stays mapped a while after
+ * its release, and the next segment of either kind reuses it (system.c). */
+static Vmdisc_t* best_disc(Vmalloc_t* vm, int huge)
+{
+    if (vm->disc != &vm_dc_system)
+        return vm->disc;
+    return huge ? &vm_dc_system_kept : &vm_dc_system_aligned;
+}
+
 /* Get a new segment able to hold a block of size bytes. */
 static int best_grow(Vmalloc_t* vm, size_t size)
 {
@@ -422,9 +432,9 @@ static int best_grow(Vmalloc_t* vm, size_t size)
     size_t need = size + BEST_HDR;
     Vmseg_t* seg = NULL;
     if (want > need)
-        seg = vm_seg_get(vm, want);
+        seg = vm_seg_get_from(vm, best_disc(vm, 0), want);
     if (!seg)
-        seg = vm_seg_get(vm, need);
+        seg = vm_seg_get_from(vm, best_disc(vm, 0), need);
     if (!seg)
         return -1;
     vm->fault = 0; /* the first, larger try may have failed */
@@ -436,7 +446,7 @@ static int best_grow(Vmalloc_t* vm, size_t size)
 static void* best_huge_alloc(Vmalloc_t* vm, size_t size, size_t align)
 {
     size_t slack = align > VM_ALIGN ? align : 0;
-    Vmseg_t* seg = vm_seg_get(vm, size + BEST_HDR + slack);
+    Vmseg_t* seg = vm_seg_get_from(vm, best_disc(vm, 1), size + BEST_HDR + slack);
     if (!seg)
         return NULL;
     char* data = align > VM_ALIGN ? vm_ptr_up(seg->data + BEST_HDR, align) : seg->data + BEST_HDR;
@@ -640,7 +650,7 @@ static void best_purge_blk(Vmalloc_t* vm, Blk* b, size_t os)
     if (blk_size(b) < 2 * os + sizeof(Blk))
         return;
     Vmseg_t* seg = vm_seg_find(vm, b);
-    if (!seg || seg->disc != &vm_dc_system)
+    if (!seg || !vm_disc_os(seg->disc))
         return;
     char* from = vm_ptr_up((char*)b + sizeof(Blk), os);
     char* to = (char*)((uintptr_t)((char*)b + blk_size(b) - sizeof(size_t)) & ~(os - 1));
@@ -915,6 +925,8 @@ static int best_compact(Vmalloc_t* vm)
         st->wild = w;
     }
     best_purge(vm);
+    if (vm->disc == &vm_dc_system)
+        vm_dc_system_flush();
     return 0;
 }
 
@@ -960,7 +972,7 @@ static int best_walk(Vmalloc_t* vm, Vmvisit_f visit, void* arg)
         Blk* b = (seg->mflags & SEG_HUGE) ? seg->mdata : blk_at(seg->data);
         for (; blk_size(b) != 0; b = blk_next(b)) {
             if (b->head & BUSY) {
-                int r = visit(vm, blk_data(b), blk_usable(b), seg->disc, arg);
+                int r = visit(vm, blk_data(b), blk_usable(b), vm_disc_shown(seg->disc), arg);
                 if (r != 0)
                     return r;
             }

@@ -716,6 +716,7 @@ void pg_tick(Vmalloc_t* vm, Pgstate_t* pg)
     pg_purge_to(pg, 0, 0);
     pg_purge_to(pg, 1, 0);
     pg_release_empty(vm, pg);
+    vm_dc_system_tick();
 }
 
 /* ---- thread heaps ----------------------------------------------------------- */
@@ -1421,7 +1422,7 @@ int pg_walk_seg(Vmalloc_t* vm, Pgstate_t* pg, Vmseg_t* seg, Vmvisit_f visit, voi
 {
     Pgseg_t* info = pg_seginfo(seg);
     /* The aligned twin is an internal detail: the user's discipline is Vmdcsystem. */
-    Vmdisc_t* disc = seg->disc == &vm_dc_system_aligned ? &vm_dc_system : seg->disc;
+    Vmdisc_t* disc = vm_disc_shown(seg->disc);
     pg_flush_mine(vm, pg);
     Pgheap_t* mine = pg_heap_mine(vm, pg);
     for (size_t j = 0; j < info->npages; ++j) {
