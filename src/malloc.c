@@ -363,6 +363,9 @@ static inline int mal_fast_now(void)
     return __atomic_load_n(&vm_malloc_slow, __ATOMIC_ACQUIRE) == 0 && !vm_fl_pending();
 }
 
+static void* mal_malloc_slow(size_t n, void* caller);
+static void mal_free_slow(void* p, void* caller);
+
 static void mal_init_slow(void)
 {
     int expect = 0;
@@ -370,6 +373,10 @@ static void mal_init_slow(void)
                                     __ATOMIC_ACQUIRE)) {
         mal_configure();
         __atomic_store_n(&mal_state, 2, __ATOMIC_RELEASE);
+        /* Vmbest's direct entries hand their failures here; published by
+         * the gate's release. */
+        vm_malloc_else = mal_malloc_slow;
+        vm_free_else = mal_free_slow;
         vm_malloc_slow_set(VM_SLOW_INIT, 0);
         return;
     }
@@ -445,11 +452,8 @@ __attribute__((noinline)) static void* mal_malloc_slow(size_t n, void* caller)
 
 void* malloc(size_t n)
 {
-    if (__builtin_expect(mal_fast_now(), 1)) {
-        void* p = vm_best_malloc(Vmregion, n);
-        if (__builtin_expect(p != NULL, 1))
-            return p;
-    }
+    if (__builtin_expect(mal_fast_now(), 1))
+        return vm_best_malloc(n, __builtin_return_address(0), Vmregion);
     return mal_malloc_slow(n, __builtin_return_address(0));
 }
 
@@ -496,8 +500,10 @@ __attribute__((noinline)) static void mal_free_slow(void* p, void* caller)
 
 void free(void* p)
 {
-    if (__builtin_expect(mal_fast_now(), 1) && __builtin_expect(vm_best_free(Vmregion, p) == 0, 1))
+    if (__builtin_expect(mal_fast_now(), 1)) {
+        vm_best_free(p, __builtin_return_address(0), Vmregion);
         return;
+    }
     mal_free_slow(p, __builtin_return_address(0));
 }
 

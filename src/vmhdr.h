@@ -123,16 +123,26 @@ struct _vmethod_s {
 
 /* The malloc interface's direct entries into Vmbest (method/page.c): the
  * method's lock-free paths for vm (malloc's Vmregion, any region) without
- * the method table, through the calling thread's cache of the region the
+ * the method table, through the calling thread's heap of the region the
  * interface used last (one TLS load). The caller checks what the core
  * would (not traced, no VMFL note); vm may be of any method (then they
  * say no).
- *   vm_best_malloc  a block, or NULL: take the general path;
- *   vm_best_free    0 when freed (p was a busy block of vm), anything
- *                   else: take the general path;
- *   vm_best_realloc p resized as fastresizef would (size > 0), or NULL. */
-void* vm_best_malloc(Vmalloc_t* vm, size_t size);
-int vm_best_free(Vmalloc_t* vm, void* p);
+ *   vm_best_malloc  a block, or what vm_malloc_else(size, caller) answers
+ *                   (the general path), reached by a tail call;
+ *   vm_best_free    frees p, or calls vm_free_else(p, caller) (p is not a
+ *                   busy block of vm: the general path decides), by a tail
+ *                   call;
+ *   vm_best_realloc p resized as fastresizef would (size > 0), or NULL.
+ * Handing the general path over, rather than answering "no", lets malloc
+ * and free jump to these and keep nothing on the stack; the arguments come
+ * in the order the general path takes them, so failing costs no moves. The
+ * general paths are malloc.c's, set before it first calls these. */
+typedef void* (*Vm_malloc_else_f)(size_t size, void* caller);
+typedef void (*Vm_free_else_f)(void* p, void* caller);
+extern Vm_malloc_else_f vm_malloc_else;
+extern Vm_free_else_f vm_free_else;
+void* vm_best_malloc(size_t size, void* caller, Vmalloc_t* vm);
+void vm_best_free(void* p, void* caller, Vmalloc_t* vm);
 void* vm_best_realloc(Vmalloc_t* vm, void* p, size_t size);
 
 struct _vmalloc_s {

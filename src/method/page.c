@@ -89,6 +89,7 @@ struct pg_page {
     uint16_t bsize, cap, start;
     uint16_t used;         /* owner's (or locked); read by vmstat: relaxed atomic */
     uint16_t bump;         /* owner's (or locked); read by any free: relaxed atomic */
+    uint16_t mask;         /* = page size - 1 (pg_index reads it with start) */
     uint8_t cls, state, dirty;
     uint8_t kind;          /* 0: a PG_SIZE page, 1: a PG_LSIZE page */
 };                         /* 64 bytes: a page's index is its descriptor's */
@@ -122,7 +123,7 @@ _Static_assert(sizeof(Vmseg_t) <= PG_SEGINFO, "a segment header must fit before 
 _Static_assert(PG_SEGINFO + sizeof(Pgseg_t) <= PG_DESCS, "segment counters too big");
 _Static_assert(PG_DESCS + PG_MAXSEG * 64 <= 4096, "a segment's headers fit in its first OS page");
 
-/* The classes, and for each 2^64 / size + 1 (pg_index). */
+/* The classes, and for each 2^32 / size + 1 (pg_index). */
 #define PG_CLASSES(X)                                                                              \
     X(16) X(32) X(48) X(64) X(80) X(96) X(112) X(128) X(144) X(160) X(176) X(192) X(208) X(224)    \
     X(240) X(256) X(288) X(320) X(352) X(384) X(416) X(448) X(480) X(512) X(576) X(640) X(704)     \
@@ -131,9 +132,9 @@ _Static_assert(PG_DESCS + PG_MAXSEG * 64 <= 4096, "a segment's headers fit in it
     X(5632) X(6144) X(6656) X(7168) X(7680) X(8192) X(9216) X(10240) X(11264) X(12288) X(13312)   \
     X(14336) X(15360) X(16384)
 #define PG_SIZE_OF(s) s,
-#define PG_DIVC_OF(s) (UINT64_MAX / (s) + 1),
+#define PG_DIVC_OF(s) (UINT32_MAX / (s) + 1),
 static const uint16_t pg_csize[PG_NCLASS] = {PG_CLASSES(PG_SIZE_OF)};
-static const uint64_t pg_divc[PG_NCLASS] = {PG_CLASSES(PG_DIVC_OF)};
+static const uint32_t pg_divc[PG_NCLASS] = {PG_CLASSES(PG_DIVC_OF)};
 
 static inline unsigned pg_kind_of(unsigned k) { return k >= PG_NSMALL; }
 static inline size_t pg_psize(unsigned kind) { return PG_SIZE << kind; /* no branch */ }
@@ -267,19 +268,21 @@ static inline void* pg_block(const Pgpage_t* d, unsigned i)
 static inline unsigned pg_bump(const Pgpage_t* d) { return __atomic_load_n(&d->bump, __ATOMIC_RELAXED); }
 
 /* Index of the block starting at p in active page d, or -1 if p is not the
- * start of a block carved from d. With c = 2^64 / bsize + 1, the 128-bit
+ * start of a block carved from d. With c = 2^32 / bsize + 1, the 64-bit
  * product c * off holds the quotient off / bsize in its high half and, in
  * its low half, a value below c exactly when bsize divides off (Lemire,
- * Kaser and Kurz, "Faster remainder by direct computation", 2019; exact
- * for 32-bit off): one multiply instead of a division. An offset below
- * start wraps to a huge quotient. */
+ * Kaser and Kurz, "Faster remainder by direct computation", 2019: exact
+ * for off < 2^16 and bsize <= 2^14, checked for every class and offset):
+ * one multiply instead of a division. off is taken modulo the page size,
+ * so an address below start wraps to at least page size - start >= cap *
+ * bsize: a quotient no carved block has. */
 static inline long pg_index(const Pgpage_t* d, const void* p)
 {
-    uint32_t off = (uint32_t)(((uintptr_t)p & (pg_psize(d->kind) - 1)) - d->start);
-    uint64_t c = pg_divc[d->cls];
-    unsigned __int128 m = (unsigned __int128)c * off;
-    uint64_t i = (uint64_t)(m >> 64);
-    if ((uint64_t)m >= c || i >= pg_bump(d))
+    uint32_t off = (uint32_t)((uintptr_t)p - d->start) & d->mask;
+    uint32_t c = pg_divc[d->cls];
+    uint64_t m = (uint64_t)c * off;
+    uint32_t i = (uint32_t)(m >> 32);
+    if ((uint32_t)m >= c || i >= pg_bump(d))
         return -1;
     return (long)i;
 }
@@ -424,6 +427,7 @@ static int pg_grow(Vmalloc_t* vm, Pgstate_t* pg, unsigned kind)
         memset(d, 0, sizeof *d);
         d->state = PG_EMPTY;
         d->kind = (uint8_t)kind;
+        d->mask = (uint16_t)(psize - 1);
         pg_push(&pk->clean, NULL, d);
     }
     pk->nclean += np;
@@ -612,14 +616,13 @@ static uint32_t pg_carve(const Pgstate_t* pg, Pgpage_t* d)
     return n;
 }
 
-/* Push the keyed block p onto d's xfree (any thread): 0. */
-__attribute__((noinline)) static int pg_xpush(Pgpage_t* d, void* p)
+/* Push the keyed block p onto d's xfree (any thread). */
+__attribute__((noinline)) static void pg_xpush(Pgpage_t* d, void* p)
 {
     void* old = __atomic_load_n(&d->xfree, __ATOMIC_RELAXED);
     do
         *(void**)p = old;
     while (!__atomic_compare_exchange_n(&d->xfree, &old, p, 1, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
-    return 0;
 }
 
 /* ---- held pages (locked) --------------------------------------------------- */
@@ -961,7 +964,7 @@ static void pg_flush_mine(Vmalloc_t* vm, Pgstate_t* pg)
 /* ---- lock-free entry points ---------------------------------------------- */
 
 static void* pg_alloc_slow(Vmalloc_t* vm, Pgheap_t* c, unsigned k);
-static int pg_emptied(Vmalloc_t* vm, Pgheap_t* c, Pgpage_t* d);
+static void pg_emptied(Vmalloc_t* vm, Pgheap_t* c, Pgpage_t* d);
 
 /* A block of class k from heap c: the first of its first page's free list.
  * Its key is checked again (free checked it before pushing): a write after
@@ -980,33 +983,42 @@ static inline void* pg_heap_pop(Vmalloc_t* vm, Pgheap_t* c, unsigned k)
 }
 
 /* p, a busy block of page d keyed key, freed by heap c: onto d's free list
- * if c owns d, else onto its xfree. 0. */
-static inline int pg_heap_give(Vmalloc_t* vm, Pgheap_t* c, Pgpage_t* d, void* p, uint64_t key)
+ * if c owns d, else onto its xfree. */
+static inline void pg_heap_give(Vmalloc_t* vm, Pgheap_t* c, Pgpage_t* d, void* p, uint64_t key)
 {
     ((uint64_t*)p)[1] = key;
-    if (__builtin_expect(pg_owner(d) != c, 0))
-        return pg_xpush(d, p);
+    if (__builtin_expect(pg_owner(d) != c, 0)) {
+        pg_xpush(d, p);
+        return;
+    }
     ((void**)p)[0] = d->free;
     d->free = p;
     unsigned used = d->used - 1u;
     pg_set_used(d, used);
     if (__builtin_expect(used == 0, 0))
-        return pg_emptied(vm, c, d);
-    return 0;
+        pg_emptied(vm, c, d);
 }
 
-/* Free p, in vm's page d, for heap c: 0; 1 if p is not a busy block there
- * (not a block's start, never carved, or already free: the locked path
- * decides and reports). */
-static inline int pg_heap_push(Vmalloc_t* vm, Pgheap_t* c, Pgpage_t* d, void* p)
+/* The key p, in vm's page d, gets when heap c frees it; 0 if p is not a
+ * busy block there (not a block's start, never carved, or already free:
+ * the locked path decides and reports). Keys are odd. */
+static inline uint64_t pg_push_key(const Pgheap_t* c, const Pgpage_t* d, const void* p)
 {
     if (__builtin_expect(pg_index(d, p) < 0, 0))
-        return 1;
+        return 0;
     uint64_t key = pg_hash(c->key, p);
-    /* A second free of a block is refused here (the locked path reports it). */
-    if (__builtin_expect(((const uint64_t*)p)[1] == key, 0))
+    /* A second free of a block is refused here. */
+    return __builtin_expect(((const uint64_t*)p)[1] == key, 0) ? 0 : key;
+}
+
+/* Free p, in vm's page d, for heap c: 0; 1 if p is not a busy block there. */
+static inline int pg_heap_push(Vmalloc_t* vm, Pgheap_t* c, Pgpage_t* d, void* p)
+{
+    uint64_t key = pg_push_key(c, d, p);
+    if (!key)
         return 1;
-    return pg_heap_give(vm, c, d, p, key);
+    pg_heap_give(vm, c, d, p, key);
+    return 0;
 }
 
 /* Heap c has no page of class k with a block: one from the region (a held
@@ -1048,18 +1060,17 @@ __attribute__((noinline)) static void* pg_alloc_slow(Vmalloc_t* vm, Pgheap_t* c,
 /* The owner freed the last block of d: back to the region, unless it is
  * the first of its queue (malloc's next page: keeping it spares a take
  * when one block is allocated and freed over and over). */
-__attribute__((noinline)) static int pg_emptied(Vmalloc_t* vm, Pgheap_t* c, Pgpage_t* d)
+__attribute__((noinline)) static void pg_emptied(Vmalloc_t* vm, Pgheap_t* c, Pgpage_t* d)
 {
     unsigned k = d->cls;
     if (c->head[k] == d)
-        return 0;
+        return;
     Pgstate_t* pg = c->pg;
     pthread_mutex_lock(&vm->lock);
     pg_q_unlink(c, k, d);
     pg_unown(vm, pg, d);
     pg_tick(vm, pg);
     pthread_mutex_unlock(&vm->lock);
-    return 0;
 }
 
 /* The slow halves of the lock-free entries, out of line so that the fast
@@ -1135,35 +1146,77 @@ __attribute__((noinline)) static Pgheap_t* pg_malloc_find(Vmalloc_t* vm)
     return c;
 }
 
-__attribute__((noinline)) static int pg_free_malloc_find(Vmalloc_t* vm, Pgpage_t* d, void* p)
+Vm_malloc_else_f vm_malloc_else;
+Vm_free_else_f vm_free_else;
+
+/* Free p for heap c of vm (its page d), or pass it to the general path. */
+static inline void pg_free_else(Vmalloc_t* vm, Pgheap_t* c, Pgpage_t* d, void* p, void* caller)
+{
+    uint64_t key = pg_push_key(c, d, p);
+    if (__builtin_expect(!key, 0)) {
+        vm_free_else(p, caller);
+        return;
+    }
+    pg_heap_give(vm, c, d, p, key);
+}
+
+__attribute__((noinline)) static void pg_free_malloc_find(void* p, void* caller, Vmalloc_t* vm,
+                                                          Pgpage_t* d)
 {
     Pgheap_t* c = pg_malloc_find(vm);
-    return c ? pg_heap_push(vm, c, d, p) : 1;
+    if (!c) {
+        vm_free_else(p, caller);
+        return;
+    }
+    pg_free_else(vm, c, d, p, caller);
 }
 
-__attribute__((noinline)) static void* pg_malloc_slow(Vmalloc_t* vm, size_t size)
+__attribute__((noinline)) static void* pg_malloc_slow(size_t size, void* caller, Vmalloc_t* vm)
 {
     Pgheap_t* c = size <= PG_MAXCLASS ? pg_malloc_find(vm) : NULL;
-    return c ? pg_heap_pop(vm, c, pg_class(size)) : NULL;
+    void* p = c ? pg_heap_pop(vm, c, pg_class(size)) : NULL;
+    return p ? p : vm_malloc_else(size, caller);
 }
 
-void* vm_best_malloc(Vmalloc_t* vm, size_t size)
+/* pg_heap_pop's slow half for malloc: the general path has its turn when
+ * it finds no block. */
+__attribute__((noinline)) static void* pg_malloc_dry(size_t size, void* caller, Vmalloc_t* vm,
+                                                    Pgheap_t* c, unsigned k)
+{
+    void* p = pg_alloc_slow(vm, c, k);
+    return p ? p : vm_malloc_else(size, caller);
+}
+
+void* vm_best_malloc(size_t size, void* caller, Vmalloc_t* vm)
 {
     Pgheap_t* c = pg_heap_if(pg_tls_malloc, vm);
     if (__builtin_expect(c == NULL || size > PG_MAXCLASS, 0))
-        return pg_malloc_slow(vm, size);
-    return pg_heap_pop(vm, c, pg_class(size));
+        return pg_malloc_slow(size, caller, vm);
+    /* pg_heap_pop, with pg_malloc_dry for its slow half. */
+    unsigned k = pg_class(size);
+    Pgpage_t* d = c->page[k];
+    void** b = d->free;
+    if (__builtin_expect(b == NULL || ((uint64_t*)b)[1] != pg_hash(c->key, b), 0))
+        return pg_malloc_dry(size, caller, vm, c, k);
+    d->free = b[0];
+    pg_set_used(d, d->used + 1u);
+    ((uint64_t*)b)[1] = 0;
+    return b;
 }
 
-int vm_best_free(Vmalloc_t* vm, void* p)
+void vm_best_free(void* p, void* caller, Vmalloc_t* vm)
 {
     Pgpage_t* d = pg_free_page(vm, p);
-    if (__builtin_expect(!d, 0))
-        return 1;
+    if (__builtin_expect(!d, 0)) {
+        vm_free_else(p, caller);
+        return;
+    }
     Pgheap_t* c = pg_heap_if(pg_tls_malloc, vm);
-    if (__builtin_expect(!c, 0))
-        return pg_free_malloc_find(vm, d, p);
-    return pg_heap_push(vm, c, d, p);
+    if (__builtin_expect(!c, 0)) {
+        pg_free_malloc_find(p, caller, vm, d);
+        return;
+    }
+    pg_free_else(vm, c, d, p, caller);
 }
 
 /* Blocks that grow past this leave the pages for a best-fit block, which
@@ -1187,7 +1240,7 @@ static inline void* pg_resize_in(Vmalloc_t* vm, Pgheap_t* c, void* p, size_t siz
     if (!q)
         return NULL;
     memcpy(q, p, size < old ? size : old);
-    (void)pg_heap_give(vm, c, d, p, pg_hash(c->key, p)); /* p was validated above */
+    pg_heap_give(vm, c, d, p, pg_hash(c->key, p)); /* p was validated above */
     return q;
 }
 
@@ -1255,7 +1308,8 @@ int pg_free(Vmalloc_t* vm, Pgstate_t* pg, void* p)
     }
     if (pg_owner(d)) { /* a thread's page: as from any other thread */
         ((uint64_t*)p)[1] = pg_key(pg, p);
-        return pg_xpush(d, p);
+        pg_xpush(d, p);
+        return 0;
     }
     int full = !pg_has_room(d);
     pg_mark_free(pg, p, d->free);
@@ -1491,7 +1545,7 @@ int pg_check_seg(Vmalloc_t* vm, Pgstate_t* pg, Vmseg_t* seg, size_t* nused, size
         char* P = info->first + j * psize;
         Pgpage_t* d = pg_desc(info->first, j);
         if (pg_page_of(P) != d || pg_page_of(P + psize - 1) != d || d->kind != info->kind ||
-            pg_page_addr(d) != P) {
+            d->mask != psize - 1 || pg_page_addr(d) != P) {
             bad++;
             continue;
         }
