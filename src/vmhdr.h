@@ -462,7 +462,6 @@ extern Vmdisc_t vm_dc_system, vm_dc_sbrk, vm_dc_heap;
 extern Vmdisc_t vm_dc_system_aligned, vm_dc_system_kept;
 void vm_dc_system_tick(void);       /* give back the ranges kept long enough */
 void vm_dc_system_flush(void);      /* give back every kept range now */
-size_t vm_dc_system_keptbytes(void);
 
 /* Is d Vmdcsystem or one of its twins (memory the kernel can purge)? */
 static inline int vm_disc_os(const Vmdisc_t* d)

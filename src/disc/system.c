@@ -175,13 +175,5 @@ void vm_dc_system_flush(void)
     pthread_mutex_unlock(&sys_lock);
 }
 
-size_t vm_dc_system_keptbytes(void)
-{
-    pthread_mutex_lock(&sys_lock);
-    size_t n = sys_keptbytes;
-    pthread_mutex_unlock(&sys_lock);
-    return n;
-}
-
 void vm_system_lock(void) { pthread_mutex_lock(&sys_lock); }
 void vm_system_unlock(void) { pthread_mutex_unlock(&sys_lock); }
