@@ -969,17 +969,25 @@ static void pg_emptied(Vmalloc_t* vm, Pgheap_t* c, Pgpage_t* d);
 /* A block of class k from heap c: the first of its first page's free list.
  * Its key is checked again (free checked it before pushing): a write after
  * free that broke the list is caught here, on a line the free wrote, before
- * the list is followed. */
-static inline void* pg_heap_pop(Vmalloc_t* vm, Pgheap_t* c, unsigned k)
+ * the list is followed. NULL if that page has no block, or a damaged one. */
+static inline void* pg_heap_take(Pgheap_t* c, unsigned k)
 {
     Pgpage_t* d = c->page[k];
     void** b = d->free;
     if (__builtin_expect(b == NULL || ((uint64_t*)b)[1] != pg_hash(c->key, b), 0))
-        return pg_alloc_slow(vm, c, k);
+        return NULL; /* dry, or damaged: the slow half's business */
     d->free = b[0];
     pg_set_used(d, d->used + 1u);
     ((uint64_t*)b)[1] = 0;
     return b;
+}
+
+/* The same, or from the slow half (pg_alloc_slow) when the first page is
+ * dry or damaged. */
+static inline void* pg_heap_pop(Vmalloc_t* vm, Pgheap_t* c, unsigned k)
+{
+    void* b = pg_heap_take(c, k);
+    return __builtin_expect(b != NULL, 1) ? b : pg_alloc_slow(vm, c, k);
 }
 
 /* p, a busy block of page d keyed key, freed by heap c: onto d's free list
@@ -1194,14 +1202,8 @@ void* vm_best_malloc(size_t size, void* caller, Vmalloc_t* vm)
         return pg_malloc_slow(size, caller, vm);
     /* pg_heap_pop, with pg_malloc_dry for its slow half. */
     unsigned k = pg_class(size);
-    Pgpage_t* d = c->page[k];
-    void** b = d->free;
-    if (__builtin_expect(b == NULL || ((uint64_t*)b)[1] != pg_hash(c->key, b), 0))
-        return pg_malloc_dry(size, caller, vm, c, k);
-    d->free = b[0];
-    pg_set_used(d, d->used + 1u);
-    ((uint64_t*)b)[1] = 0;
-    return b;
+    void* b = pg_heap_take(c, k);
+    return __builtin_expect(b != NULL, 1) ? b : pg_malloc_dry(size, caller, vm, c, k);
 }
 
 void vm_best_free(void* p, void* caller, Vmalloc_t* vm)
