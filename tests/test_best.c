@@ -86,6 +86,21 @@ static void kept_ranges(void)
     CHECK(vmfree(vm, small) == 0 && vmdbcheck(vm) == 0, "region damaged");
     CHECK(vmcompact(vm) == 0, "vmcompact");
 
+    /* A huge block cut from the front of a kept range grows in place over
+     * the rest of it (the addresses are taken: mremap alone cannot). */
+    a = vmalloc(vm, n);
+    CHECK(a && vmfree(vm, a) == 0, "a huge block");
+    b = vmalloc(vm, (size_t)1 << 20);
+    CHECK(b == a, "a smaller huge block did not reuse the kept range: %p, then %p", (void*)a,
+          (void*)b);
+    memset(b, 2, (size_t)1 << 20);
+    char* g = vmresize(vm, b, (size_t)3 << 20, 0);
+    CHECK(g == b && g[(1 << 20) - 1] == 2, "a huge block did not grow in place over a kept range: %p",
+          (void*)g);
+    memset(g, 3, (size_t)3 << 20);
+    CHECK(vmfree(vm, g) == 0 && vmdbcheck(vm) == 0, "region damaged");
+    CHECK(vmcompact(vm) == 0 && !mapped(a) && !mapped(a + n - 1), "vmcompact");
+
     /* Kept ranges go back a second after their release, at the next call. */
     a = vmalloc(vm, n);
     char* c = vmalloc(vm, n);

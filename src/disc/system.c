@@ -21,7 +21,9 @@
  * twin is cut out of the smallest range that holds it (what is left on
  * either side stays kept); when none holds it the process is growing, so
  * every range goes back to the kernel before a new mapping is made: memory
- * kept for reuse never adds to the peak. A range goes back SYS_KEEP_MS
+ * kept for reuse never adds to the peak. A segment that grows in place
+ * takes the kept range that follows it (sys_absorb): that is where the rest
+ * of the range it was cut from lies. A range goes back SYS_KEEP_MS
  * after it was released, at the next call here or the next timed tick of a
  * Vmbest region (vm_dc_system_tick), and at once by vmcompact (malloc_trim)
  * through vm_dc_system_flush.
@@ -137,11 +139,38 @@ static void* sys_new(size_t size)
     return a ? a : vm_os_map_aligned(size, SYSTEM_ALIGN);
 }
 
+/* Grow the segment [addr, addr + csz) in place to nsz bytes over the kept
+ * range that starts where it ends, when that range is long enough: its
+ * pages are mapped already (a segment cut from a range is followed by the
+ * rest of it), where mremap would find the addresses taken. What the
+ * growth leaves of the range stays kept. 1 if done. */
+static int sys_absorb(char* addr, size_t csz, size_t nsz)
+{
+    size_t page = vm_os_pagesize();
+    char* end = addr + vm_align_up(csz, page);
+    size_t grow = vm_align_up(nsz, page) - (size_t)(end - addr);
+    int done = 0;
+    pthread_mutex_lock(&sys_lock);
+    for (size_t i = 0; i < sys_nkept && !done; ++i) {
+        if (sys_kept[i].addr != end || sys_kept[i].size < grow)
+            continue;
+        Sysrange_t r = sys_kept[i];
+        sys_remove(i);
+        if (r.size > grow)
+            sys_keep(end + grow, r.size - grow, r.ms);
+        done = 1;
+    }
+    pthread_mutex_unlock(&sys_lock);
+    return done;
+}
+
 static void* system_aligned_memory(Vmalloc_t* vm, void* addr, size_t csz, size_t nsz,
                                    Vmdisc_t* disc)
 {
     if (csz == 0)
         return nsz ? sys_new(nsz) : NULL;
+    if (nsz > csz && sys_absorb(addr, csz, nsz))
+        return addr;
     return system_memory(vm, addr, csz, nsz, disc);
 }
 
