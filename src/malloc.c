@@ -31,7 +31,7 @@ typedef struct mal_option_s {
     const char* doc;
 } Mal_option_t;
 
-enum { OPT_METHOD, OPT_TRACE, OPT_DEBUG, OPT_ABORT, OPT_CHECK, OPT_WATCH, OPT_GUARD, OPT_PROFILE, OPT_WARN };
+enum { OPT_METHOD, OPT_TRACE, OPT_DEBUG, OPT_ABORT, OPT_CHECK, OPT_WATCH, OPT_GUARD, OPT_PROFILE, OPT_WARN, OPT_PURGE };
 
 static const Mal_option_t mal_options[] = {
     [OPT_METHOD] = {"method", "VMETHOD", 1, "method of the malloc region: best, last, pool, debug, profile"},
@@ -43,6 +43,7 @@ static const Mal_option_t mal_options[] = {
     [OPT_GUARD] = {"guard", NULL, 0, "Vmdebug: every block on its own pages before an inaccessible page"},
     [OPT_PROFILE] = {"profile", "VMPROFILE", 1, "select Vmprofile; write the profile to this path at exit"},
     [OPT_WARN] = {"warn", NULL, 1, "where vmalloc's warnings go (default: standard error)"},
+    [OPT_PURGE] = {"purge_thread", NULL, 1, "purge freed memory from a thread once the heap reaches 32 MiB (0: only in calls)"},
 };
 #define MAL_NOPTIONS ((int)(sizeof mal_options / sizeof mal_options[0]))
 
@@ -339,6 +340,10 @@ static void mal_configure(void)
                 mal_warn("cannot open the ", name, " region: using Vmbest");
         }
     }
+    /* The upkeep thread serves Vmheap when it is the malloc region. */
+    int purge = !st.value[OPT_PURGE] || st.len[OPT_PURGE] != 1 || st.value[OPT_PURGE][0] != '0';
+    if (purge && Vmregion == Vmheap)
+        vm_upkeep_enable(Vmheap);
     if (st.value[OPT_TRACE]) {
         int fd = mal_open("trace", st.value[OPT_TRACE], st.len[OPT_TRACE]);
         mal_keep_template(st.value[OPT_TRACE], st.len[OPT_TRACE]);

@@ -121,6 +121,7 @@ static void* vm_alloc_call(Vmalloc_t* vm, size_t size, size_t align, int clear)
                 vm_trace(vm, NULL, p, size, file, line);
         }
         vm_unlock(vm, locked);
+        vm_upkeep_poll();
         if (p)
             return p;
         if (!vm_announce(vm, fault, obj))
@@ -744,6 +745,7 @@ void (*vm_fork_child_hook)(void);
 void vm_fork_child(void)
 {
     vm_fork_parent();
+    vm_upkeep_fork_child();
     if (vm_fork_child_hook)
         vm_fork_child_hook();
 }

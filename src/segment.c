@@ -113,6 +113,7 @@ int vm_seg_enter(Vmalloc_t* vm, Vmseg_t* seg)
     vm->nsegs += 1;
     vm->extent += seg->size;
     seg->vm = vm;
+    vm_upkeep_grew(vm);
     return 0;
 }
 
@@ -179,6 +180,7 @@ int vm_seg_resize(Vmalloc_t* vm, Vmseg_t* seg, size_t minsize)
         return -1;
     vm->extent = vm->extent - seg->size + size;
     seg->size = size;
+    vm_upkeep_grew(vm);
     seg->end = (char*)((uintptr_t)(seg->addr + size) & ~(uintptr_t)(VM_ALIGN - 1));
     return 0;
 }

@@ -119,6 +119,11 @@ struct _vmethod_s {
     /* Optional. The region is about to be closed (unlocked, no calls in
      * progress): let go of anything outside its segments. */
     void (*closef)(Vmalloc_t* vm);
+    /* Optional. Timed upkeep, region locked: do what has come due (purge
+     * memory unused for a while); the ms until more comes due, or -1 when
+     * nothing waits. The method calls it from its own slow paths too; the
+     * upkeep thread (upkeep.c) calls it when the program makes no calls. */
+    long (*tickf)(Vmalloc_t* vm);
 };
 
 /* The malloc interface's direct entries into Vmbest (method/page.c): the
@@ -451,6 +456,43 @@ static inline void vm_malloc_slow_set(int why, int on)
         (void)__atomic_and_fetch(&vm_malloc_slow, ~why, __ATOMIC_ACQ_REL);
 }
 
+/* The upkeep thread (upkeep.c): one thread that calls the tickf of one
+ * region (the malloc interface's heap) when it is due, so that memory a
+ * program frees goes back to the kernel within a second even when the
+ * program makes no further calls. Started lazily, at an allocation, once
+ * the region's extent reaches VM_UPKEEP_MIN: small programs never get it.
+ *   vm_upkeep_enable  serve vm (before it is used; vm's method has tickf)
+ *   vm_upkeep_grew    vm's extent grew (vm locked: segment.c)
+ *   vm_upkeep_poll    start the thread if it is wanted (no lock held, in an
+ *                     allocation: never in a free, which glibc calls while
+ *                     holding locks pthread_create takes)
+ *   vm_upkeep_note    vm's method left work for a later tick (vm locked):
+ *                     wakes the thread if it waits with nothing to do
+ *   vm_upkeep_fork_child  the child of fork has no thread */
+#define VM_UPKEEP_MIN ((size_t)32 << 20)
+extern Vmalloc_t* vm_upkeep_vm;
+extern int vm_upkeep_state, vm_upkeep_wanted, vm_upkeep_idle;
+void vm_upkeep_enable(Vmalloc_t* vm);
+void vm_upkeep_start(void);
+void vm_upkeep_wake(void);
+void vm_upkeep_fork_child(void);
+static inline void vm_upkeep_grew(Vmalloc_t* vm)
+{
+    if (__builtin_expect(vm == vm_upkeep_vm, 0) && vm->extent >= VM_UPKEEP_MIN &&
+        __atomic_load_n(&vm_upkeep_state, __ATOMIC_RELAXED) == 0)
+        __atomic_store_n(&vm_upkeep_wanted, 1, __ATOMIC_RELAXED);
+}
+static inline void vm_upkeep_poll(void)
+{
+    if (__builtin_expect(__atomic_load_n(&vm_upkeep_wanted, __ATOMIC_RELAXED), 0))
+        vm_upkeep_start();
+}
+static inline void vm_upkeep_note(Vmalloc_t* vm)
+{
+    if (__builtin_expect(vm == vm_upkeep_vm, 0) && __atomic_load_n(&vm_upkeep_idle, __ATOMIC_RELAXED))
+        vm_upkeep_wake();
+}
+
 /* The built-in objects, for static initialisers. */
 extern Vmethod_t vm_best_method, vm_pool_method, vm_last_method;
 extern Vmethod_t vm_debug_method, vm_profile_method;
@@ -460,7 +502,7 @@ extern Vmdisc_t vm_dc_system, vm_dc_sbrk, vm_dc_heap;
  * aligned to 64 KiB, their memory not promised zero; what is released
  * through vm_dc_system_kept stays mapped a while for the next segment. */
 extern Vmdisc_t vm_dc_system_aligned, vm_dc_system_kept;
-void vm_dc_system_tick(void);       /* give back the ranges kept long enough */
+int vm_dc_system_tick(void);        /* give back the ranges kept long enough; 1 if some are left */
 void vm_dc_system_flush(void);      /* give back every kept range now */
 
 /* Is d Vmdcsystem or one of its twins (memory the kernel can purge)? */

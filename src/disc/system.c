@@ -24,9 +24,10 @@
  * kept for reuse never adds to the peak. A segment that grows in place
  * takes the kept range that follows it (sys_absorb): that is where the rest
  * of the range it was cut from lies. A range goes back SYS_KEEP_MS
- * after it was released, at the next call here or the next timed tick of a
- * Vmbest region (vm_dc_system_tick), and at once by vmcompact (malloc_trim)
- * through vm_dc_system_flush.
+ * after it was released, at the next call here or the next timed upkeep
+ * step of a Vmbest region (vm_dc_system_tick, from a slow path or the
+ * upkeep thread), and at once by vmcompact (malloc_trim) through
+ * vm_dc_system_flush.
  *
  * Bounds: O(SYS_NKEPT) per call of the twins; one global lock, taken only
  * there (segment calls, the slow path of every method).
@@ -36,7 +37,7 @@
 #define SYSTEM_ALIGN ((size_t)64 << 10)
 #define SYS_NKEPT 8
 #define SYS_KEEPMAX ((size_t)32 << 20)
-#define SYS_KEEP_MS 1000
+#define SYS_KEEP_MS 500
 
 static void* system_memory(Vmalloc_t* vm, void* addr, size_t csz, size_t nsz, Vmdisc_t* disc)
 {
@@ -190,11 +191,13 @@ static void* system_kept_memory(Vmalloc_t* vm, void* addr, size_t csz, size_t ns
 Vmdisc_t vm_dc_system_aligned = {system_aligned_memory, NULL, SYSTEM_ALIGN};
 Vmdisc_t vm_dc_system_kept = {system_kept_memory, NULL, SYSTEM_ALIGN};
 
-void vm_dc_system_tick(void)
+int vm_dc_system_tick(void)
 {
     pthread_mutex_lock(&sys_lock);
     sys_expire(0);
+    int left = sys_nkept > 0;
     pthread_mutex_unlock(&sys_lock);
+    return left;
 }
 
 void vm_dc_system_flush(void)

@@ -31,6 +31,15 @@
  * The paper's other heuristics (deferred coalescing, the small-size fast
  * path, growth slack on moving resizes) and size-class pages belong to the
  * next stage; they slot in front of best_take_bin() and best_free().
+ *
+ * Purging (Vmdcsystem memory only). The pages inside free blocks go back to
+ * the kernel (madvise) at once when the bytes freed in blocks of two OS
+ * pages and more since the last purge pass max(32 MiB, half the busy
+ * bytes); otherwise they age: the timed upkeep (vm_best_tick: at most every
+ * BEST_TICK_MS, from slow paths or the upkeep thread of upkeep.c) purges
+ * them at the step after the one that saw them freed, so memory left
+ * unused goes back 0.3-0.6 s later, and ages the small blocks' pages
+ * (pg_age) and the discipline's kept ranges the same way.
  */
 /* For glibc's adaptive mutex initializer (Vmheap's lock, VM_LOCK_INITIALIZER). */
 #define _GNU_SOURCE
@@ -47,7 +56,8 @@
 #define BEST_SEGMIN ((size_t)64 << 10)
 #define BEST_SEGMAX ((size_t)8 << 20)
 #define BEST_DIRTYMIN ((size_t)32 << 20) /* freed bytes kept resident: this, or half the busy */
-#define BEST_PURGE_MS 1000
+#define BEST_TICK_MS 300 /* timed upkeep steps: memory unused for 1-2 steps is purged */
+#define BEST_PURGEMIN ((size_t)1 << 20) /* freed bytes that make a step walk the tree */
 
 #define BUSY ((size_t)1)  /* the block is allocated */
 #define PFREE ((size_t)2) /* the previous block is free (its footer holds its size) */
@@ -78,7 +88,7 @@ typedef struct best_s {
     Blk* wild;         /* the wilderness block, in no bin or tree; or NULL */
     Vmseg_t* wildseg;  /* the segment whose end may grow in place */
     size_t dirty;      /* bytes freed in large blocks since the last purge */
-    uint64_t lastpurge; /* ms */
+    size_t dirtymark;  /* dirty at the last timed upkeep step (0 after a purge) */
 } Best_t;
 
 static inline Best_t* best_state(Vmalloc_t* vm) { return (Best_t*)vm_state(vm); }
@@ -685,7 +695,7 @@ static void best_purge(Vmalloc_t* vm)
         t = t->right;
     }
     st->dirty = 0;
-    st->lastpurge = vm_os_now_ms();
+    st->dirtymark = 0;
 }
 
 /* A segment that a large free left wholly free goes back to its discipline
@@ -704,17 +714,38 @@ static void best_release_if_empty(Vmalloc_t* vm, Vmseg_t* seg)
         best_link(st, first); /* the discipline keeps it: still a free block */
 }
 
-/* After a large free: purge when much was freed, or a while ago. */
+/* After a large free: purge at once when much was freed; else it ages
+ * (vm_best_tick). */
 static void best_maybe_purge(Vmalloc_t* vm, size_t freed)
 {
     Best_t* st = best_state(vm);
     st->dirty += freed;
     size_t limit = vm->s_busy / 2 > BEST_DIRTYMIN ? vm->s_busy / 2 : BEST_DIRTYMIN;
-    if (st->dirty > limit ||
-        (st->dirty > ((size_t)1 << 20) && vm_os_now_ms() - st->lastpurge >= BEST_PURGE_MS)) {
+    if (st->dirty > limit)
         best_purge(vm);
-        pg_tick(vm, &st->pg);
-    }
+    else
+        (void)vm_best_tick(vm);
+    vm_upkeep_note(vm);
+}
+
+long vm_best_tick(Vmalloc_t* vm)
+{
+    Best_t* st = best_state(vm);
+    Pgstate_t* pg = &st->pg;
+    uint64_t now = vm_os_now_ms();
+    if (now - pg->lasttick < BEST_TICK_MS)
+        return (long)(BEST_TICK_MS - (now - pg->lasttick));
+    pg->lasttick = now;
+    /* The free blocks are purged together (one walk of the tree), once
+     * bytes freed before the previous step are among them. */
+    if (st->dirtymark >= BEST_PURGEMIN)
+        best_purge(vm);
+    st->dirtymark = st->dirty;
+    int more = st->dirty >= BEST_PURGEMIN;
+    more |= pg_age(vm, pg);
+    if (vm_disc_os(vm->disc))
+        more |= vm_dc_system_tick();
+    return more ? BEST_TICK_MS : -1;
 }
 
 static int best_free(Vmalloc_t* vm, void* p)
@@ -730,6 +761,8 @@ static int best_free(Vmalloc_t* vm, void* p)
         Vmseg_t* seg = vm_seg_find(vm, p);
         if (vm_seg_put(vm, seg) < 0)
             best_seg_format(vm, seg); /* the discipline keeps it: reuse it */
+        else
+            vm_upkeep_note(vm); /* kept ranges expire at a later step */
         return 0;
     }
     size_t size = blk_size(b);
@@ -1154,6 +1187,7 @@ Vmethod_t vm_best_method = {
     .fastfreef = pg_fastfreef,
     .fastresizef = pg_fastresizef,
     .closef = best_close,
+    .tickf = vm_best_tick,
 };
 Vmethod_t* Vmbest = &vm_best_method;
 

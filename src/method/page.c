@@ -37,10 +37,13 @@
  *     once (madvise): a program that frees a peak drops to about that much
  *     over its live data without waiting, while one that frees and refills
  *     its memory in a loop does not fault its pages in again each time. The
- *     rest is purged, and wholly empty page segments go back to the
- *     discipline, at the first slow-path call a second after the last purge,
- *     and at vmcompact; a segment also goes back at once when the empty
- *     pages left elsewhere exceed the limit.
+ *     rest ages: Vmbest's timed upkeep (vm_best_tick, every BEST_TICK_MS at
+ *     most, from slow-path calls or the upkeep thread) purges the pages that
+ *     were already dirty at its previous step (pg_age), so a page is purged
+ *     one to two steps after its last use, and gives wholly empty page
+ *     segments back to the discipline; vmcompact purges all at once. A
+ *     segment also goes back at once when the empty pages left elsewhere
+ *     exceed the limit.
  *
  * Bounds. malloc/free: O(1) with no lock while the first page has a block
  * (or the freed block's page is the thread's own). A dry first page costs a
@@ -74,7 +77,6 @@
 static const size_t pg_minseg[2] = {4, 2}, pg_maxseg[2] = {60, 32};
 #define PG_MAXSEG 60
 #define PG_DIRTYMIN ((size_t)32 << 20) /* empty bytes kept unpurged, or half the active ones */
-#define PG_TICK_MS 1000
 #define PG_SCAN 8      /* pages a dry heap looks at before it takes one from the region */
 #define PG_EXTEND 4096 /* bytes of never-used blocks linked at a time: one OS page */
 
@@ -339,12 +341,21 @@ static inline uint16_t pg_start(const Pgseg_t* info, size_t j)
 
 typedef struct pg_kind Pgkind_t;
 
+/* One dirty page fewer. Pages leave the list at its head (reuse: the newest
+ * first) or its tail (purge: the oldest), so the old ones, at the tail, are
+ * the last to go: nold shrinks only when fewer pages than it are left. */
+static inline void pg_dirty_dec(Pgkind_t* pk)
+{
+    if (--pk->ndirty < pk->nold)
+        pk->nold = pk->ndirty;
+}
+
 static void pg_empty_unlink(Pgstate_t* pg, Pgpage_t* d)
 {
     Pgkind_t* pk = &pg->kind[d->kind];
     if (d->dirty) {
         pg_unlink(&pk->empty, &pk->emptytail, d);
-        pk->ndirty--;
+        pg_dirty_dec(pk);
     } else {
         pg_unlink(&pk->clean, NULL, d);
         pk->nclean--;
@@ -361,7 +372,7 @@ static void pg_purge(Pgstate_t* pg, Pgpage_t* d)
     if (skip < psize)
         (void)vm_os_purge(pg_page_addr(d) + skip, psize - skip);
     pg_unlink(&pk->empty, &pk->emptytail, d);
-    pk->ndirty--;
+    pg_dirty_dec(pk);
     d->dirty = 0;
     pg_push(&pk->clean, NULL, d);
     pk->nclean++;
@@ -556,6 +567,7 @@ static void pg_to_empty(Vmalloc_t* vm, Pgstate_t* pg, Pgpage_t* d)
     if (--info->nactive == 0 && pk->ndirty + pk->nclean >= info->npages + pg_dirty_limit(pg, kind))
         pg_release(vm, pg, info->seg);
     pg_purge_to(pg, kind, pg_dirty_limit(pg, kind));
+    vm_upkeep_note(vm);
 }
 
 /* A free list that met a block not keyed as free: a write after free, or a
@@ -709,17 +721,16 @@ static void* pg_take(Vmalloc_t* vm, Pgstate_t* pg, unsigned k)
     }
 }
 
-void pg_tick(Vmalloc_t* vm, Pgstate_t* pg)
+int pg_age(Vmalloc_t* vm, Pgstate_t* pg)
 {
-    uint64_t now = vm_os_now_ms();
-    if (now - pg->lastpurge < PG_TICK_MS)
-        return;
-    pg->lastpurge = now;
     pg_collect_all_held(vm, pg, 0);
-    pg_purge_to(pg, 0, 0);
-    pg_purge_to(pg, 1, 0);
+    for (unsigned kind = 0; kind < 2; ++kind) {
+        Pgkind_t* pk = &pg->kind[kind];
+        pg_purge_to(pg, kind, pk->ndirty - pk->nold);
+        pk->nold = pk->ndirty;
+    }
     pg_release_empty(vm, pg);
-    vm_dc_system_tick();
+    return pg->kind[0].ndirty + pg->kind[1].ndirty > 0;
 }
 
 /* ---- thread heaps ----------------------------------------------------------- */
@@ -1041,9 +1052,10 @@ __attribute__((noinline)) static int pg_adopt(Vmalloc_t* vm, Pgheap_t* c, unsign
         pg_unlink(&pg->partial[k], &pg->ptail[k], d);
         pg_own(vm, c, d);
     }
-    pg_tick(vm, pg);
+    (void)vm_best_tick(vm);
     vm->fault = 0;
     pthread_mutex_unlock(&vm->lock);
+    vm_upkeep_poll();
     return d ? 0 : -1;
 }
 
@@ -1077,7 +1089,7 @@ __attribute__((noinline)) static void pg_emptied(Vmalloc_t* vm, Pgheap_t* c, Pgp
     pthread_mutex_lock(&vm->lock);
     pg_q_unlink(c, k, d);
     pg_unown(vm, pg, d);
-    pg_tick(vm, pg);
+    (void)vm_best_tick(vm);
     pthread_mutex_unlock(&vm->lock);
 }
 
@@ -1279,7 +1291,7 @@ void pg_init(Vmalloc_t* vm, Pgstate_t* pg)
     memset(pg, 0, sizeof *pg);
     pg->heaps = heaps;
     pg_rekey(pg);
-    pg->lastpurge = vm_os_now_ms();
+    pg->lasttick = vm_os_now_ms();
     __atomic_store_n(&pg->on, vm->disc == &vm_dc_system, __ATOMIC_RELEASE);
 }
 
@@ -1371,7 +1383,7 @@ void pg_clear(Vmalloc_t* vm, Pgstate_t* pg)
     pg->kind[0].nextseg = nextseg[0];
     pg->kind[1].nextseg = nextseg[1];
     pg_rekey(pg);
-    pg->lastpurge = vm_os_now_ms();
+    pg->lasttick = vm_os_now_ms();
     for (size_t i = 0; i < vm->nsegs; ++i) {
         Vmseg_t* seg = vm->segs[i];
         if (!(seg->mflags & SEG_PAGES))

@@ -76,13 +76,16 @@ typedef struct {
         Pgpage_t* emptytail;       /* the oldest: purged first */
         Pgpage_t* clean;           /* empty pages purged or never touched */
         size_t ndirty, nclean;
+        size_t nold;               /* dirty pages that were dirty at the last tick: the
+                                    * list's last nold (taking from the head and purging
+                                    * from the tail keep it so) */
         size_t npages;             /* pages in all page segments of the kind */
         size_t nextseg;            /* pages in the next page segment */
     } kind[2];
     size_t pagebytes;              /* bytes in all page segments */
     Pgheap_t* heaps;               /* this region's thread heaps */
     Pgheap_t* trust;               /* the one heap of a VM_TRUST region, or NULL */
-    uint64_t lastpurge;            /* ms: the last timed purge */
+    uint64_t lasttick;             /* ms: Vmbest's last timed upkeep (vm_best_tick) */
     size_t damaged;                /* free lists found damaged (page.c): atomic */
 } Pgstate_t;
 
@@ -118,8 +121,15 @@ void pg_stat_begin(Vmalloc_t* vm, Pgstate_t* pg, Vmstat_t* st);
 int pg_walk_seg(Vmalloc_t* vm, Pgstate_t* pg, Vmseg_t* seg, Vmvisit_f visit, void* arg);
 int pg_check_seg(Vmalloc_t* vm, Pgstate_t* pg, Vmseg_t* seg, size_t* nused, size_t* sused);
 int pg_check(Vmalloc_t* vm, Pgstate_t* pg);
-/* Purge what a program has not used for a while (called on slow paths). */
-void pg_tick(Vmalloc_t* vm, Pgstate_t* pg);
+/* One step of the timed upkeep (vm_best_tick): held pages collected, the
+ * empty pages already dirty at the previous step purged, wholly empty page
+ * segments given back. 1 if dirty pages wait for the next step. Locked. */
+int pg_age(Vmalloc_t* vm, Pgstate_t* pg);
+/* Vmbest's timed upkeep (best.c), which the page layer's locked slow paths
+ * call: the step is taken when BEST_TICK_MS have passed since the last.
+ * The ms until the next step is due, or -1 when nothing waits for one.
+ * Locked. */
+long vm_best_tick(Vmalloc_t* vm);
 
 /* Lock-free entry points, for the method table (no lock held by the
  * caller). They find the state at vm_state(vm): Pgstate_t must be the first
