@@ -618,13 +618,15 @@ static int pool_check(Vmalloc_t* vm)
  * it; so does a free outside every pool segment. */
 static void* pool_fast_alloc(Vmalloc_t* vm, size_t size, size_t align)
 {
+    /* Without VM_TRUST other threads may be in the pool under the lock: not
+     * one field of it may be read before the flag is. */
+    if (__builtin_expect(!(vm->flags & VM_TRUST), 0))
+        return NULL;
     Pool_t* pl = pool_state(vm);
     Poolseg_t* ps = pl->avail; /* NULL while the size is unfixed */
     /* The size test is pool_round's without its case for 0 bytes, which
      * goes the locked way. */
-    if (__builtin_expect(!(vm->flags & VM_TRUST) || !ps || ((size - 1) | 7) + 1 != pl->bsize ||
-                             align > pl->balign,
-                         0))
+    if (__builtin_expect(!ps || ((size - 1) | 7) + 1 != pl->bsize || align > pl->balign, 0))
         return NULL;
     char* b = ps->free;
     size_t i;
@@ -637,16 +639,18 @@ static void* pool_fast_alloc(Vmalloc_t* vm, size_t size, size_t align)
     return b;
 }
 
-/* pool_fast_free's rare half: a region without VM_TRUST (1: the locked
- * path serves it), or a block outside the hint segment, whose segment is
- * found and which is validated as on the locked path (1 if invalid: the
- * locked path reports it). Out of line, so that the common half saves no
- * registers. */
+/* pool_fast_free's rare half: a region without VM_TRUST (1: the locked path
+ * serves it, and nothing of the pool is read, see pool_fast_alloc), or a
+ * block outside the hint segment, whose segment is found and which is
+ * validated as on the locked path (1 if invalid: the locked path reports
+ * it). Out of line, so that the common half saves no registers. */
 __attribute__((noinline)) static int pool_fast_free_far(Vmalloc_t* vm, void* block)
 {
+    if (!(vm->flags & VM_TRUST))
+        return 1;
     Pool_t* pl = pool_state(vm);
     size_t i;
-    if (!(vm->flags & VM_TRUST) || !pl->bsize)
+    if (!pl->bsize)
         return 1;
     Poolseg_t* ps = pool_busy(vm, block, &i);
     if (!ps)
@@ -657,12 +661,14 @@ __attribute__((noinline)) static int pool_fast_free_far(Vmalloc_t* vm, void* blo
 
 static int pool_fast_free(Vmalloc_t* vm, void* block)
 {
+    /* Not "return 1" here: GCC then derives the common path's 0 from the
+     * flag, three instructions more. */
+    if (__builtin_expect(!(vm->flags & VM_TRUST), 0))
+        return pool_fast_free_far(vm, block);
     Pool_t* pl = pool_state(vm);
     Poolseg_t* ps = pl->hint;
     size_t d;
-    if (__builtin_expect(!(vm->flags & VM_TRUST) || !ps ||
-                             (d = (uintptr_t)block - (uintptr_t)ps->first) >= ps->span,
-                         0))
+    if (__builtin_expect(!ps || (d = (uintptr_t)block - (uintptr_t)ps->first) >= ps->span, 0))
         return pool_fast_free_far(vm, block);
     pool_free_at(vm, pl, ps, pool_index(pl, d), block);
     return 0;
