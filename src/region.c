@@ -71,10 +71,12 @@ static void vm_zero_tail(Vmalloc_t* vm, void* p, long from)
 }
 
 /* May this call take the method's lock-free path? Not when it is traced or
- * carries a VMFL note: those go the locked way, which records them. */
+ * carries a VMFL note: those go the locked way, which records them. Both
+ * are rare, and marked so, so that the lock-free call is reached without a
+ * taken branch. */
 static inline int vm_fast_ok(const Vmalloc_t* vm)
 {
-    return vm->meth->fastallocf && !vm_fl_pending() && !vm_tracing(vm);
+    return vm->meth->fastallocf && __builtin_expect(!vm_fl_pending(), 1) && !vm_tracing(vm);
 }
 
 /* The call site of the call about to reach the method (region locked). */
@@ -129,6 +131,23 @@ static void* vm_alloc_call(Vmalloc_t* vm, size_t size, size_t align, int clear)
     }
 }
 
+/* vm_served's rare half: sites are on, so the caller's note must go. */
+__attribute__((noinline)) static void* vm_served_noted(void* p)
+{
+    (void)vm_caller_take();
+    return p;
+}
+
+/* The lock-free path served a call with p: the call leaves no caller note
+ * behind (vm_caller_forget). p passes through, so that the fast half of
+ * vmalloc need not keep it in a saved register while the note is taken. */
+static inline void* vm_served(void* p)
+{
+    if (__builtin_expect(__atomic_load_n(&vm_sites_on, __ATOMIC_RELAXED), 0))
+        return vm_served_noted(p);
+    return p;
+}
+
 /* The locked half of vmalloc, out of line so that the lock-free half saves
  * no registers. */
 __attribute__((noinline)) static void* vm_alloc_slow(Vmalloc_t* vm, size_t size, void* caller)
@@ -141,10 +160,8 @@ void* vmalloc(Vmalloc_t* vm, size_t size)
 {
     if (__builtin_expect(vm != NULL, 1) && vm_fast_ok(vm)) {
         void* p = vm->meth->fastallocf(vm, size, 0);
-        if (__builtin_expect(p != NULL, 1)) {
-            vm_caller_forget();
-            return p;
-        }
+        if (__builtin_expect(p != NULL, 1))
+            return vm_served(p);
     }
     return vm_alloc_slow(vm, size, __builtin_return_address(0));
 }
@@ -153,10 +170,8 @@ void* vmalign(Vmalloc_t* vm, size_t size, size_t align)
 {
     if (vm && align <= VM_ALIGN && vm_is_pow2(align) && vm_fast_ok(vm)) {
         void* p = vm->meth->fastallocf(vm, size, align);
-        if (p) {
-            vm_caller_forget();
-            return p;
-        }
+        if (p)
+            return vm_served(p);
     }
     vm_caller_here(__builtin_return_address(0));
     if (!vm_is_pow2(align)) {

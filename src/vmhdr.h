@@ -157,8 +157,11 @@ struct _vmalloc_s {
     pthread_mutex_t lock; /* held around every method call unless VM_TRUST */
     uint64_t secret;      /* keys the methods' header check words; renewed by vmclear */
 
-    /* Accounting (see the glossary). */
-    size_t n_busy, s_busy, max_busy;
+    /* Accounting (see the glossary). n_busy is kept apart from s_busy: side
+     * by side, GCC 12 merges vm_busy_sub's two decrements into a vector
+     * read-modify-write of both (eight instructions instead of two, and a
+     * 16-byte load that a preceding 8-byte store cannot forward to). */
+    size_t s_busy, max_busy, n_busy;
 
     /* Segments. */
     Vmseg_t* home;        /* the segment this struct lives in; NULL for Vmheap */
@@ -219,7 +222,7 @@ static inline void vm_busy_add(Vmalloc_t* vm, size_t n)
 {
     vm->n_busy += 1;
     vm->s_busy += n;
-    if (vm->s_busy > vm->max_busy)
+    if (__builtin_expect(vm->s_busy > vm->max_busy, 0)) /* a new peak: rare once warm */
         vm->max_busy = vm->s_busy;
 }
 static inline void vm_busy_sub(Vmalloc_t* vm, size_t n)
@@ -296,13 +299,17 @@ extern Vmalloc_t* vm_list;           /* open regions, Vmheap first */
  * copy min(oldsize, size) bytes if VM_RSCOPY, free the old one. Locked. */
 void* vm_resize_move(Vmalloc_t* vm, void* block, size_t oldsize, size_t size, int type);
 
-/* trace.c */
-extern int vm_trace_fd;  /* where trace lines go; -1: nowhere */
-extern int vm_trace_all; /* trace every region, not only those with VM_TRACE */
+/* trace.c. The flags every entry point reads are hidden: the library's
+ * own, so code compiled for a shared object reads them directly, without
+ * first loading their address from the GOT. */
+#define VM_HIDDEN __attribute__((visibility("hidden")))
+extern VM_HIDDEN int vm_trace_fd;  /* where trace lines go; -1: nowhere */
+extern VM_HIDDEN int vm_trace_all; /* trace every region, not only those with VM_TRACE */
 /* Is a call on vm to be traced? */
 static inline int vm_tracing(const Vmalloc_t* vm)
 {
-    return vm_trace_fd >= 0 && !(vm->flags & VM_INNER) && ((vm->flags & VM_TRACE) || vm_trace_all);
+    return __builtin_expect(vm_trace_fd >= 0, 0) && !(vm->flags & VM_INNER) &&
+           ((vm->flags & VM_TRACE) || vm_trace_all);
 }
 /* A record for a call; file NULL when the caller was not built with VMFL. */
 void vm_trace(Vmalloc_t* vm, const void* old, const void* new, size_t size, const char* file,
@@ -320,7 +327,7 @@ static inline int vm_fl_pending(void) { return vm_fl_file != NULL; }
  * and glibc calls malloc while a thread's TLS is being made or unmade). The
  * outermost public entry notes its caller (the first note wins); the core
  * takes it with the call's file and line. */
-extern int vm_sites_on;
+extern VM_HIDDEN int vm_sites_on;
 void vm_caller_note(void* ra);
 void* vm_caller_take(void);
 static inline void vm_caller_here(void* ra)

@@ -5,7 +5,9 @@
  * alignments are refused with EINVAL; double frees and interior pointers are
  * caught; the arena stays within 10% of the busy bytes for a large pool of
  * small blocks; vmcompact gives empty segments back; a pool over a small user
- * buffer runs out cleanly. Usage: test_pool [seed].
+ * buffer runs out cleanly; under VM_TRUST, whose lock-free paths skip
+ * checks, the bitmap and counts stay what vmdbcheck, vmstat and vmwalk
+ * expect. Usage: test_pool [seed].
  */
 #include "shadow.h"
 
@@ -133,6 +135,175 @@ static void pool_overwritten_link(void)
     vmclose(vm);
 }
 
+/* VM_TRUST: free the model's blocks blk[idx[0]], blk[idx[1]], ... in that
+ * order, each verified first; drop them from the model (the others keep
+ * their order), and check that the locked paths see each of them free. */
+static void trust_free(Sh_t* sh, const size_t* idx, size_t m)
+{
+    char** gone = malloc((m + 1) * sizeof *gone);
+    unsigned char* dead = calloc(sh->n + 1, 1);
+    if (!gone || !dead)
+        sh_fail(sh, "the test itself is out of memory");
+    for (size_t j = 0; j < m; ++j) {
+        sh_verify(sh, idx[j], 0);
+        gone[j] = sh->blk[idx[j]].p;
+        if (vmfree(sh->vm, gone[j]) != 0)
+            sh_fail(sh, "trusted vmfree of live %p failed", (void*)gone[j]);
+        dead[idx[j]] = 1;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < sh->n; ++i) {
+        if (dead[i]) {
+            sh->s_usable -= sh->blk[i].usable;
+            sh->s_req -= sh->blk[i].size;
+        } else
+            sh->blk[k++] = sh->blk[i];
+    }
+    sh->n = k;
+    for (size_t j = 0; j < m; ++j)
+        if (vmsize(sh->vm, gone[j]) != -1)
+            sh_fail(sh, "%p was freed on the trusted path, vmsize still finds it busy",
+                    (void*)gone[j]);
+    free(gone);
+    free(dead);
+}
+
+/* VM_TRUST: n allocations of size bytes, each adopted by the model (which
+ * asks vmsize and vmaddr of it: the locked paths' view of the busy bit). */
+static void trust_alloc(Sh_t* sh, size_t n, size_t size)
+{
+    for (size_t i = 0; i < n; ++i) {
+        errno = 0;
+        char* p = vmalloc(sh->vm, size);
+        sh_alloc_result(sh, p, size, 0, 0, errno);
+    }
+}
+
+/* After a phase: vmdbcheck and vmstat against the model, then every block's
+ * contents, vmsize, vmaddr, and vmwalk. */
+static void trust_check(Sh_t* sh, long phase)
+{
+    sh->step = phase;
+    sh_check_step(sh);
+    sh_check_full(sh);
+}
+
+/* The indices 0..n-1 in a random order. */
+static size_t* trust_shuffle(Sh_t* sh, size_t n)
+{
+    size_t* idx = malloc((n + 1) * sizeof *idx);
+    if (!idx)
+        sh_fail(sh, "the test itself is out of memory");
+    for (size_t i = 0; i < n; ++i)
+        idx[i] = i;
+    for (size_t i = n; i > 1; --i) {
+        size_t j = sh_below(sh, i), t = idx[i - 1];
+        idx[i - 1] = idx[j];
+        idx[j] = t;
+    }
+    return idx;
+}
+
+/* Vmpool's lock-free paths (VM_TRUST) skip validation but keep the bitmap
+ * and the counts the locked paths keep. Blocks of 24 bytes (the multiply
+ * that finds a block's index is exact, not a shift) over at least minsegs
+ * segments of disc: freed in allocation order (the hint segment hit), in
+ * reverse, and at random (missed), reallocated from the segments' free
+ * lists, compacted and cleared; after each phase vmdbcheck, vmstat and
+ * vmwalk agree with the shadow model, and every freed block reads as free.
+ * With system, vmcompact must leave at most two segments. */
+static void pool_trust(uint64_t seed, Vmdisc_t* disc, const char* discname, size_t minsegs,
+                       int system)
+{
+    static const Sh_conf_t conf = {.kind = SH_POOL, .steps = 1, .every = 1};
+    const size_t n = 150000; /* about 3.6 MB */
+    Sh_t sh;
+    memset(&sh, 0, sizeof sh);
+    sh.test = "test_pool";
+    sh.discname = discname;
+    sh.disc = disc;
+    sh.flags = VM_TRUST;
+    sh.conf = &conf;
+    sh.seed = sh.rng = seed;
+    sh.lastidx = -1;
+    sh.op = -1;
+    sh.poolreq = 20;
+    sh.vm = vmopen(disc, Vmpool, VM_TRUST);
+    if (!sh.vm)
+        sh_fail(&sh, "vmopen failed");
+
+    trust_alloc(&sh, n, 20); /* fixes 24 */
+    Vmstat_t st;
+    vmstat(sh.vm, &st);
+    if (st.n_seg < minsegs)
+        sh_fail(&sh, "%zu blocks of 24 bytes fit in %zu segments", n, st.n_seg);
+    trust_check(&sh, 1);
+
+    size_t* idx = malloc((n + 1) * sizeof *idx);
+    if (!idx)
+        sh_fail(&sh, "the test itself is out of memory");
+    size_t m = 0;
+    for (size_t i = 0; i < sh.n; i += 2)
+        idx[m++] = i; /* every other block, in allocation order */
+    trust_free(&sh, idx, m);
+    trust_check(&sh, 2);
+
+    m = 0;
+    for (size_t i = sh.n / 2; i-- > 0;)
+        idx[m++] = i; /* the older half of the rest, newest first */
+    trust_free(&sh, idx, m);
+    trust_check(&sh, 3);
+    free(idx);
+
+    trust_alloc(&sh, n / 2, 24); /* the free lists of every segment, then carving */
+    trust_check(&sh, 4);
+
+    idx = trust_shuffle(&sh, sh.n);
+    trust_free(&sh, idx, sh.n / 2);
+    free(idx);
+    trust_check(&sh, 5);
+
+    /* The lock-free path takes aligned requests the pool can serve and
+     * leaves the others to the locked path, which refuses them. */
+    sh.op = SH_ALIGN;
+    errno = 0;
+    char* p = vmalign(sh.vm, 24, 8);
+    sh_alloc_result(&sh, p, 24, 8, 0, errno);
+    errno = 0;
+    p = vmalign(sh.vm, 24, 16);
+    sh_alloc_result(&sh, p, 24, 16, 0, errno);
+    sh.op = SH_WRONG;
+    errno = 0;
+    p = vmalloc(sh.vm, 32);
+    sh_alloc_result(&sh, p, 32, 0, 0, errno);
+    sh.op = -1;
+    trust_check(&sh, 6);
+
+    idx = trust_shuffle(&sh, sh.n);
+    trust_free(&sh, idx, sh.n);
+    free(idx);
+    trust_check(&sh, 7);
+    if (vmcompact(sh.vm) != 0 || vmstat(sh.vm, &st) != 0 || (system && st.n_seg > 2) ||
+        st.n_busy)
+        sh_fail(&sh, "an emptied trusted pool keeps %zu segments after vmcompact", st.n_seg);
+    trust_check(&sh, 8);
+
+    trust_alloc(&sh, n / 4, 24); /* the pool grows again */
+    trust_check(&sh, 9);
+    sh_op_clear(&sh);
+    sh.poolreq = 64;
+    trust_alloc(&sh, 1000, 64); /* vmclear unfixed the size */
+    trust_check(&sh, 10);
+    idx = trust_shuffle(&sh, sh.n);
+    trust_free(&sh, idx, sh.n);
+    free(idx);
+    trust_check(&sh, 11);
+    if (vmclose(sh.vm) != 0)
+        sh_fail(&sh, "vmclose failed");
+    free(sh.blk);
+    free(sh.walk);
+}
+
 int main(int argc, char** argv)
 {
     uint64_t seed = sh_seed(argc, argv);
@@ -153,6 +324,12 @@ int main(int argc, char** argv)
     pool_rules();
     pool_small_buffer();
     pool_overwritten_link();
+    pool_trust(sh_seed_of(seed, 100), Vmdcsystem, "trust", 5, 1);
+    /* Segments of 3 MiB: offsets past 1 MiB, where a block's index takes a
+     * division. */
+    static Sh_disc_t big;
+    sh_buf_init(&big, sh_arena + 1, sizeof sh_arena - 33, (size_t)3 << 20);
+    pool_trust(sh_seed_of(seed, 101), &big.disc, "trust+3MiB", 2, 0);
     static const size_t sizes[] = {16, 24, 32, 48, 64};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; ++i)
         pool_space(sizes[i]);

@@ -12,18 +12,32 @@
  * one busy bit per block, and a count of blocks "carved" so far: blocks past
  * that mark have never been handed out and are carved lazily, so a fresh
  * segment costs nothing until used. Segments with a free or uncarved block are
- * on the region's avail list. Freeing finds the segment with vm_seg_find, and
- * the block index from the offset; the busy bit makes double frees, interior
- * and foreign pointers detectable without touching the block. A free block's
- * link is checked before it is followed, so a program that writes into a
- * freed block cannot make the pool hand out busy or foreign memory; the
- * segment's free list is then rebuilt from its bitmap.
+ * on the region's avail list. Freeing finds the segment (the hint: that of
+ * the last block freed or found, else vm_seg_find), and the block index from
+ * the offset; the busy bit makes double frees, interior and foreign pointers
+ * detectable without touching the block. A free block's link is checked
+ * before it is followed, so a program that writes into a freed block cannot
+ * make the pool hand out busy or foreign memory; the segment's free list is
+ * then rebuilt from its bitmap.
+ *
+ * VM_TRUST. The caller vouches for every address and for one thread at a
+ * time, so vmalloc and vmfree take lock-free paths (pool_fast_alloc,
+ * pool_fast_free) that check nothing a correct caller cannot get wrong: a
+ * popped block's link is followed unchecked, and a block freed in the
+ * segment of the last block freed or found (the hint) is taken to be busy
+ * and to start a block. They still keep the bitmap, the segment's busy
+ * count, the avail list and the region's counts exactly, so vmstat,
+ * vmwalk, vmdbcheck, vmcompact and vmclear need no special case. A free in
+ * another segment is found and validated as on the locked path; a request
+ * of another size, a larger alignment, or one that needs a new segment
+ * goes to the locked path.
  *
  * Bounds. Allocation O(1) (plus a discipline call when the pool grows); free,
- * vmsize, vmaddr O(log segments). Space: 1 bit per block plus a ~80-byte
- * header per segment; segments double from 64 KiB up to 1 MiB, so a large
- * pool of small blocks wastes at most about one segment. vmstat, vmwalk,
- * vmdbcheck and vmcompact visit every segment (vmdbcheck every block).
+ * vmsize, vmaddr O(log segments), O(1) when the address is in the hint
+ * segment. Space: 1 bit per block plus an 80-byte header per segment;
+ * segments double from 64 KiB up to 1 MiB, so a large pool of small blocks
+ * wastes at most about one segment. vmstat, vmwalk, vmdbcheck and vmcompact
+ * visit every segment (vmdbcheck every block).
  */
 #include "../vmhdr.h"
 
@@ -35,22 +49,24 @@
 
 typedef struct pool_seg_s Poolseg_t;
 struct pool_seg_s {
-    Vmseg_t* seg;    /* the segment this header starts */
+    /* The fields the trusted paths touch come first, to share a cache line. */
+    void* free;      /* free blocks among the carved ones */
+    char* first;     /* block 0, aligned to the block size's natural alignment */
+    size_t span;     /* nblocks * bsize: the bytes from first that hold blocks */
+    size_t nbusy;    /* busy blocks: the bits set in map; carved - nbusy are free */
+    size_t carved;   /* blocks [0, carved) have been handed out at least once */
+    size_t nblocks;  /* blocks that fit in the segment */
+    int avail;       /* on the avail list */
     Poolseg_t* next; /* the avail list: segments with a free or uncarved block */
     Poolseg_t* prev;
-    char* first;     /* block 0, aligned to the block size's natural alignment */
-    size_t nblocks;  /* blocks that fit in the segment */
-    size_t carved;   /* blocks [0, carved) have been handed out at least once */
-    size_t nbusy;    /* busy blocks: the bits set in map */
-    size_t nfree;    /* the length of the free list: carved - nbusy */
-    void* free;      /* free blocks among the carved ones */
-    int avail;       /* on the avail list */
+    Vmseg_t* seg;    /* the segment this header starts */
     uint64_t map[];  /* bit i: block i busy; bits of blocks >= carved are 0 */
 };
 
 typedef struct pool_s {
     size_t bsize;     /* the block size; 0 until fixed */
-    uint64_t recip;   /* 2^44 / bsize + 1: offset / bsize by a multiply (offsets < 2^20 + ...) */
+    uint64_t recip;   /* 2^44 / bsize + 1: offset / bsize by a multiply (pool_index) */
+    size_t mullim;    /* offsets below it divide exactly by recip: 2^20, or 0 if bsize >= 2^24 */
     Poolseg_t* hint;  /* the segment of the last block freed or found: tried first */
     size_t balign;    /* its natural alignment */
     Poolseg_t* avail; /* segments that can give a block without growing */
@@ -70,6 +86,13 @@ static inline size_t pool_natural(size_t bsize)
 {
     size_t low = bsize & (~bsize + 1);
     return low < VM_ALIGN ? low : VM_ALIGN;
+}
+
+/* pool_index's multiplier for bsize, and the offsets it is exact below. */
+static inline uint64_t pool_recip(size_t bsize) { return (((uint64_t)1) << 44) / bsize + 1; }
+static inline size_t pool_mullim(size_t bsize)
+{
+    return bsize < ((size_t)1 << 24) ? (size_t)1 << 20 : 0;
 }
 
 static inline size_t pool_words(size_t nblocks) { return (nblocks + 63) / 64; }
@@ -152,6 +175,7 @@ static Poolseg_t* pool_format(Pool_t* pl, Vmseg_t* seg)
     ps->seg = seg;
     ps->first = first;
     ps->nblocks = n;
+    ps->span = n * bsize;
     seg->mflags |= POOL_FMT;
     seg->mdata = ps;
     return ps;
@@ -167,7 +191,8 @@ static inline Poolseg_t* pool_seg(const Vmseg_t* seg)
 static void pool_fix(Vmalloc_t* vm, Pool_t* pl, size_t bsize)
 {
     pl->bsize = bsize;
-    pl->recip = (((uint64_t)1) << 44) / bsize + 1;
+    pl->recip = pool_recip(bsize);
+    pl->mullim = pool_mullim(bsize);
     pl->balign = pool_natural(bsize);
     pl->avail = NULL;
     pl->hint = NULL;
@@ -185,7 +210,7 @@ static void pool_unfix(Vmalloc_t* vm, Pool_t* pl)
         vm->segs[i]->mflags &= ~POOL_FMT;
         vm->segs[i]->mdata = NULL;
     }
-    pl->bsize = pl->balign = 0;
+    pl->bsize = pl->balign = pl->mullim = 0;
     pl->hint = NULL;
     pl->avail = NULL;
 }
@@ -216,18 +241,26 @@ static Poolseg_t* pool_grow(Vmalloc_t* vm, Pool_t* pl)
     return ps;
 }
 
+/* d / bsize by a multiply: exact for d < 2^20 (segments stop at 1 MiB) and
+ * sizes below 2^24, since the multiply's error, under d / 2^44 < 2^-24, is
+ * less than d / bsize's distance to the next integer; a division otherwise. */
+static inline size_t pool_index(const Pool_t* pl, size_t d)
+{
+    if (__builtin_expect(d < pl->mullim, 1))
+        return (size_t)((d * pl->recip) >> 44);
+    return d / pl->bsize;
+}
+
 /* Rebuild a segment's free list from its bitmap, after a freed block's link
  * was found overwritten. Blocks the bitmap calls free are free. */
 static void pool_relink(Pool_t* pl, Poolseg_t* ps)
 {
     ps->free = NULL;
-    ps->nfree = 0;
     for (size_t i = ps->carved; i-- > 0;) {
         if (!pool_bit(ps, i)) {
             char* b = ps->first + i * pl->bsize;
             pool_setlink(b, ps->free);
             ps->free = b;
-            ps->nfree += 1;
         }
     }
 }
@@ -241,21 +274,37 @@ static int pool_link_ok(const Pool_t* pl, const Poolseg_t* ps, const char* next)
     if (next < ps->first)
         return 0;
     size_t off = (size_t)(next - ps->first);
-    size_t i = off / pl->bsize;
-    return off % pl->bsize == 0 && i < ps->carved && !pool_bit(ps, i);
+    size_t i = pool_index(pl, off);
+    return off == i * pl->bsize && i < ps->carved && !pool_bit(ps, i);
+}
+
+/* Carve ps's next uncarved block (ps->free is empty); its index in *idx. A
+ * bitmap word is cleared when its first block is carved (pool_format leaves
+ * the bitmap as it found it). */
+static inline char* pool_carve(const Pool_t* pl, Poolseg_t* ps, size_t* idx)
+{
+    size_t i = ps->carved++;
+    if (i % 64 == 0)
+        ps->map[i / 64] = 0;
+    *idx = i;
+    return ps->first + i * pl->bsize;
+}
+
+/* Block i of ps has just been taken off its free list or carved: mark it
+ * busy and count it; ps leaves avail when it has nothing left to give. */
+static inline void pool_taken(Vmalloc_t* vm, Pool_t* pl, Poolseg_t* ps, size_t i)
+{
+    pool_setbit(ps, i);
+    ps->nbusy += 1;
+    if (__builtin_expect(!ps->free && ps->carved == ps->nblocks, 0))
+        pool_avail_remove(pl, ps);
+    vm_busy_add(vm, pl->bsize);
 }
 
 /* Hand out one block: from the first avail segment's free list, else its
- * next uncarved block, else a new segment. */
-/* d / bsize by a multiply: exact for d < 2^20 (segments stop at 1 MiB) and
- * sizes below 2^24; a division otherwise. */
-static inline size_t pool_index(const Pool_t* pl, size_t d)
-{
-    if (d < ((size_t)1 << 20) && pl->bsize < ((size_t)1 << 24))
-        return (size_t)((d * pl->recip) >> 44);
-    return d / pl->bsize;
-}
-
+ * next uncarved block, else a new segment. The free list's next link is
+ * checked before it is kept (the block may have been written after it was
+ * freed); a bad one makes the segment's list be rebuilt from the bitmap. */
 static void* pool_take(Vmalloc_t* vm, Pool_t* pl)
 {
     Poolseg_t* ps = pl->avail;
@@ -267,22 +316,14 @@ static void* pool_take(Vmalloc_t* vm, Pool_t* pl)
         b = ps->free;
         i = pool_index(pl, (size_t)(b - ps->first));
         void* next = pool_link(b);
-        pool_setbit(ps, i);
+        pool_setbit(ps, i); /* so that neither check below takes b as free */
         ps->free = next;
-        ps->nfree -= 1;
-        if (!pool_link_ok(pl, ps, next) || (next == NULL) != (ps->nfree == 0))
+        /* The list holds carved - nbusy blocks: b was the last iff one. */
+        if (!pool_link_ok(pl, ps, next) || (next == NULL) != (ps->carved - ps->nbusy == 1))
             pool_relink(pl, ps);
-    } else {
-        i = ps->carved++;
-        if (i % 64 == 0)
-            ps->map[i / 64] = 0;
-        b = ps->first + i * pl->bsize;
-        pool_setbit(ps, i);
-    }
-    ps->nbusy += 1;
-    if (!ps->free && ps->carved == ps->nblocks)
-        pool_avail_remove(pl, ps);
-    vm_busy_add(vm, pl->bsize);
+    } else
+        b = pool_carve(pl, ps, &i);
+    pool_taken(vm, pl, ps, i);
     return b;
 }
 
@@ -294,8 +335,7 @@ static Poolseg_t* pool_owner(Vmalloc_t* vm, const void* addr, size_t* idx, size_
     Poolseg_t* ps = pl->hint;
     /* Blocks freed together mostly share a segment: one compare instead of a
      * search of the segment table. */
-    if (!ps || (const char*)addr < ps->first ||
-        (const char*)addr >= ps->first + ps->nblocks * pl->bsize) {
+    if (!ps || (uintptr_t)addr - (uintptr_t)ps->first >= ps->span) {
         Vmseg_t* seg = vm_seg_find(vm, addr);
         ps = seg ? pool_seg(seg) : NULL;
         if (!ps || (const char*)addr < ps->first)
@@ -348,15 +388,14 @@ static void* pool_alloc(Vmalloc_t* vm, size_t size, size_t align)
     return b;
 }
 
-/* Free block i of ps (validated busy). */
-static void pool_free_at(Vmalloc_t* vm, Pool_t* pl, Poolseg_t* ps, size_t i, void* block)
+/* Free block i of ps (busy, validated or vouched for by VM_TRUST). */
+static inline void pool_free_at(Vmalloc_t* vm, Pool_t* pl, Poolseg_t* ps, size_t i, void* block)
 {
     pool_clrbit(ps, i);
     pool_setlink(block, ps->free);
     ps->free = block;
-    ps->nfree += 1;
     ps->nbusy -= 1;
-    if (!ps->avail)
+    if (__builtin_expect(!ps->avail, 0))
         pool_avail_push(pl, ps);
     vm_busy_sub(vm, pl->bsize);
 }
@@ -453,7 +492,7 @@ static int pool_stat(Vmalloc_t* vm, Vmstat_t* st)
             if (room > st->m_free)
                 st->m_free = room;
         } else if (ps)
-            st->n_free += ps->nfree + (ps->nblocks - ps->carved);
+            st->n_free += ps->nblocks - ps->nbusy;
     }
     if (pl->bsize) {
         st->s_free = st->n_free * pl->bsize;
@@ -494,7 +533,8 @@ static int pool_check_seg(const Pool_t* pl, Vmseg_t* seg, Poolseg_t* ps, size_t*
         return 1;
     char* bitend = (char*)ps->map + pool_words(ps->nblocks) * 8;
     if (ps->first < bitend || ps->first > seg->end || (uintptr_t)ps->first % pl->balign != 0 ||
-        ps->nblocks > (size_t)(seg->end - ps->first) / pl->bsize)
+        ps->nblocks > (size_t)(seg->end - ps->first) / pl->bsize ||
+        ps->span != ps->nblocks * pl->bsize)
         return 1;
     int bad = 0;
     size_t nbusy = 0, words = pool_words(ps->carved);
@@ -512,8 +552,8 @@ static int pool_check_seg(const Pool_t* pl, Vmseg_t* seg, Poolseg_t* ps, size_t*
         }
         nfree++;
     }
-    if (nfree != ps->nfree || nbusy + ps->nfree != ps->carved)
-        bad++;
+    if (nfree != limit)
+        bad++; /* the list lost blocks (or nbusy is wrong, counted above) */
     if (ps->avail != (ps->free != NULL || ps->carved < ps->nblocks))
         bad++;
     *busy += nbusy;
@@ -528,7 +568,8 @@ static int pool_check(Vmalloc_t* vm)
     if (vm->nsegs > vm->capsegs)
         return 1;
     int sized = pl->bsize >= 8 && pl->bsize % 8 == 0 && pl->bsize <= VM_MAXSIZE &&
-                pl->balign == pool_natural(pl->bsize);
+                pl->balign == pool_natural(pl->bsize) && pl->recip == pool_recip(pl->bsize) &&
+                pl->mullim == pool_mullim(pl->bsize);
     if (pl->bsize && !sized)
         return 1;
     for (size_t i = 0; i < vm->nsegs; ++i) {
@@ -566,30 +607,70 @@ static int pool_check(Vmalloc_t* vm)
     return bad;
 }
 
-/* The lock-free paths: under VM_TRUST (one thread at a time, so no lock is
- * needed) the core's locked path adds only bookkeeping; these skip it. A
- * request the pool would refuse, or one that needs a new segment, goes to
- * the locked path, which reports it. */
+/* The lock-free paths, taken only under VM_TRUST: one thread at a time, so
+ * no lock, and the caller vouches for every address, so no validation. They
+ * keep the busy bitmap and every count exactly as the locked paths do
+ * (vmstat, vmwalk, vmdbcheck, vmcompact and vmclear rely on them) but skip
+ * what only guards against a caller's mistakes: the check of a popped free
+ * block's link, and, for a block in the hint segment, the busy-bit,
+ * interior-pointer and double-free checks. A request the pool would refuse,
+ * or one that needs a new segment, goes to the locked path, which reports
+ * it; so does a free outside every pool segment. */
 static void* pool_fast_alloc(Vmalloc_t* vm, size_t size, size_t align)
 {
-    Pool_t* pl = pool_state(vm);
-    if (!(vm->flags & VM_TRUST) || pool_round(size) != pl->bsize || align > pl->balign ||
-        !pl->avail)
+    /* Without VM_TRUST other threads may be in the pool under the lock: not
+     * one field of it may be read before the flag is. */
+    if (__builtin_expect(!(vm->flags & VM_TRUST), 0))
         return NULL;
-    void* b = pool_take(vm, pl);
-    vm->fault = 0;
+    Pool_t* pl = pool_state(vm);
+    Poolseg_t* ps = pl->avail; /* NULL while the size is unfixed */
+    /* The size test is pool_round's without its case for 0 bytes, which
+     * goes the locked way. */
+    if (__builtin_expect(!ps || ((size - 1) | 7) + 1 != pl->bsize || align > pl->balign, 0))
+        return NULL;
+    char* b = ps->free;
+    size_t i;
+    if (__builtin_expect(b != NULL, 1)) {
+        ps->free = pool_link(b);
+        i = pool_index(pl, (size_t)(b - ps->first));
+    } else
+        b = pool_carve(pl, ps, &i);
+    pool_taken(vm, pl, ps, i);
     return b;
+}
+
+/* pool_fast_free's rare half: a region without VM_TRUST (1: the locked path
+ * serves it, and nothing of the pool is read, see pool_fast_alloc), or a
+ * block outside the hint segment, whose segment is found and which is
+ * validated as on the locked path (1 if invalid: the locked path reports
+ * it). Out of line, so that the common half saves no registers. */
+__attribute__((noinline)) static int pool_fast_free_far(Vmalloc_t* vm, void* block)
+{
+    if (!(vm->flags & VM_TRUST))
+        return 1;
+    Pool_t* pl = pool_state(vm);
+    size_t i;
+    if (!pl->bsize)
+        return 1;
+    Poolseg_t* ps = pool_busy(vm, block, &i);
+    if (!ps)
+        return 1;
+    pool_free_at(vm, pl, ps, i, block);
+    return 0;
 }
 
 static int pool_fast_free(Vmalloc_t* vm, void* block)
 {
-    if (!(vm->flags & VM_TRUST) || !pool_state(vm)->bsize)
-        return 1;
-    size_t i;
-    Poolseg_t* ps = pool_busy(vm, block, &i);
-    if (!ps)
-        return 1;
-    pool_free_at(vm, pool_state(vm), ps, i, block);
+    /* Not "return 1" here: GCC then derives the common path's 0 from the
+     * flag, three instructions more. */
+    if (__builtin_expect(!(vm->flags & VM_TRUST), 0))
+        return pool_fast_free_far(vm, block);
+    Pool_t* pl = pool_state(vm);
+    Poolseg_t* ps = pl->hint;
+    size_t d;
+    if (__builtin_expect(!ps || (d = (uintptr_t)block - (uintptr_t)ps->first) >= ps->span, 0))
+        return pool_fast_free_far(vm, block);
+    pool_free_at(vm, pl, ps, pool_index(pl, d), block);
     return 0;
 }
 
