@@ -341,7 +341,14 @@ static void mal_configure(void)
         }
     }
     /* The upkeep thread serves Vmheap when it is the malloc region. */
-    int purge = !st.value[OPT_PURGE] || st.len[OPT_PURGE] != 1 || st.value[OPT_PURGE][0] != '0';
+    int purge = 1;
+    if (st.value[OPT_PURGE]) {
+        const char* v = st.value[OPT_PURGE];
+        if (st.len[OPT_PURGE] == 1 && (v[0] == '0' || v[0] == '1'))
+            purge = v[0] == '1';
+        else
+            mal_warn("VMALLOC_OPTIONS: purge_thread takes 0 or 1: keeping the thread", "", "");
+    }
     if (purge && Vmregion == Vmheap)
         vm_upkeep_enable(Vmheap);
     if (st.value[OPT_TRACE]) {

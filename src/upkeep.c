@@ -39,10 +39,8 @@
 #include <signal.h>
 #include <time.h>
 
-enum { UP_NONE, UP_RUNNING, UP_FAILED };
-
 Vmalloc_t* vm_upkeep_vm;  /* the region served; NULL: none */
-int vm_upkeep_state;      /* UP_*; UP_RUNNING from the moment one thread tries to start it */
+int vm_upkeep_state;      /* VM_UPKEEP_*: RUNNING from the moment one thread tries to start it */
 int vm_upkeep_wanted;     /* the region grew enough: start at the next poll */
 int vm_upkeep_idle;       /* the thread waits for a note (changed under up_lock) */
 
@@ -71,7 +69,6 @@ static void up_wait(long ms)
 static void* up_main(void* arg)
 {
     Vmalloc_t* vm = arg;
-    (void)pthread_setname_np(pthread_self(), "vmalloc-upkeep");
     for (;;) {
         pthread_mutex_lock(&vm->lock);
         long ms = vm->meth->tickf(vm);
@@ -88,8 +85,8 @@ static void* up_main(void* arg)
 void vm_upkeep_start(void)
 {
     __atomic_store_n(&vm_upkeep_wanted, 0, __ATOMIC_RELAXED);
-    int expect = UP_NONE;
-    if (!vm_upkeep_vm || !__atomic_compare_exchange_n(&vm_upkeep_state, &expect, UP_RUNNING, 0,
+    int expect = VM_UPKEEP_NONE;
+    if (!vm_upkeep_vm || !__atomic_compare_exchange_n(&vm_upkeep_state, &expect, VM_UPKEEP_RUNNING, 0,
                                                       __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
         return;
     pthread_attr_t attr;
@@ -103,10 +100,14 @@ void vm_upkeep_start(void)
         pthread_sigmask(SIG_SETMASK, &all, &old);
         r = pthread_create(&t, &attr, up_main, vm_upkeep_vm);
         pthread_sigmask(SIG_SETMASK, &old, NULL);
+        /* Named here, not by the thread itself: whoever lists the process's
+         * threads once this allocation returns sees it by its name. */
+        if (r == 0)
+            (void)pthread_setname_np(t, "vmalloc-upkeep");
         pthread_attr_destroy(&attr);
     }
     if (r != 0)
-        __atomic_store_n(&vm_upkeep_state, UP_FAILED, __ATOMIC_RELEASE);
+        __atomic_store_n(&vm_upkeep_state, VM_UPKEEP_FAILED, __ATOMIC_RELEASE);
 }
 
 void vm_upkeep_wake(void)
@@ -125,6 +126,6 @@ void vm_upkeep_fork_child(void)
     up_cond = c;
     __atomic_store_n(&vm_upkeep_idle, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&vm_upkeep_wanted, 0, __ATOMIC_RELAXED);
-    if (__atomic_load_n(&vm_upkeep_state, __ATOMIC_RELAXED) == UP_RUNNING)
-        __atomic_store_n(&vm_upkeep_state, UP_NONE, __ATOMIC_RELAXED);
+    if (__atomic_load_n(&vm_upkeep_state, __ATOMIC_RELAXED) == VM_UPKEEP_RUNNING)
+        __atomic_store_n(&vm_upkeep_state, VM_UPKEEP_NONE, __ATOMIC_RELAXED);
 }

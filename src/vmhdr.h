@@ -477,6 +477,7 @@ static inline void vm_malloc_slow_set(int why, int on)
  *                     wakes the thread if it waits with nothing to do
  *   vm_upkeep_fork_child  the child of fork has no thread */
 #define VM_UPKEEP_MIN ((size_t)32 << 20)
+enum { VM_UPKEEP_NONE, VM_UPKEEP_RUNNING, VM_UPKEEP_FAILED }; /* vm_upkeep_state */
 extern Vmalloc_t* vm_upkeep_vm;
 extern int vm_upkeep_state, vm_upkeep_wanted, vm_upkeep_idle;
 void vm_upkeep_enable(Vmalloc_t* vm);
@@ -486,7 +487,7 @@ void vm_upkeep_fork_child(void);
 static inline void vm_upkeep_grew(Vmalloc_t* vm)
 {
     if (__builtin_expect(vm == vm_upkeep_vm, 0) && vm->extent >= VM_UPKEEP_MIN &&
-        __atomic_load_n(&vm_upkeep_state, __ATOMIC_RELAXED) == 0)
+        __atomic_load_n(&vm_upkeep_state, __ATOMIC_RELAXED) == VM_UPKEEP_NONE)
         __atomic_store_n(&vm_upkeep_wanted, 1, __ATOMIC_RELAXED);
 }
 static inline void vm_upkeep_poll(void)

@@ -228,6 +228,8 @@ env)
     run_env options-debug 0 debug VMALLOC_OPTIONS=debug
     run_env debug-and-profile 1 debug VMDEBUG=1 VMPROFILE=/dev/null
     run_env options-unknown 1 best VMALLOC_OPTIONS=nosuchoption
+    run_env purge-off 0 best VMALLOC_OPTIONS=purge_thread=0
+    run_env purge-bad 1 best VMALLOC_OPTIONS=purge_thread=off
     run_env method-best 0 best VMETHOD=best
     run_env method-Vmbest 0 best VMETHOD=Vmbest
     run_env method-last 0 last VMETHOD=last
