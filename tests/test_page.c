@@ -5,12 +5,14 @@
  * and vmclose with caches out), growth slack, and memory going back to the
  * system. The shadow-model test (test_best) covers the rest.
  */
+#define _DEFAULT_SOURCE /* mincore */
 #define _POSIX_C_SOURCE 200809L
 #include "t.h"
 
 #include <errno.h>
 #include <pthread.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <vmalloc.h>
 
 static Vmstat_t stat_of(Vmalloc_t* vm)
@@ -289,6 +291,138 @@ static void test_purge(void)
     CHECK(vmclose(vm) == 0, "vmclose");
 }
 
+
+/* ---- thin pages: a few survivors per page ------------------------------------ */
+
+/* Resident 4 KiB pages among the 32 KiB pages holding the blocks b[0..n). */
+static long resident_in_pages(char** b, size_t n)
+{
+    long total = 0;
+    char* last = NULL;
+    for (size_t i = 0; i < n; ++i) {
+        char* P = (char*)((uintptr_t)b[i] & ~(uintptr_t)32767);
+        if (P == last)
+            continue;
+        last = P;
+        unsigned char vec[8];
+        CHECK(mincore(P, 32768, vec) == 0, "mincore");
+        for (int j = 0; j < 8; ++j)
+            total += vec[j] & 1;
+    }
+    return total;
+}
+
+static int walk_count(Vmalloc_t* vm, void* addr, size_t size, Vmdisc_t* disc, void* arg)
+{
+    (void)vm;
+    (void)addr;
+    (void)size;
+    (void)disc;
+    ++*(size_t*)arg;
+    return 0;
+}
+
+/* Pages left with a survivor or two by their owner go to the region, which
+ * purges their free parts (vmcompact at once; the timed upkeep after a
+ * quiet step): the survivors stay intact, the freed blocks stay refused as
+ * bad addresses, every figure stays exact, and the blocks come back when
+ * the pages are used again. A second thread frees the last blocks of some
+ * of those pages (under the lock, since the pages are thin). */
+#define THIN_N 32768 /* 64 pages of 64-byte blocks */
+#define THIN_PER 512
+static char* thin_b[THIN_N];
+
+static void* thin_other(void* arg)
+{
+    Vmalloc_t* vm = arg;
+    for (size_t i = THIN_PER / 2 + 3; i < THIN_N; i += 2 * THIN_PER)
+        CHECK(vmfree(vm, thin_b[i]) == 0, "vmfree by another thread");
+    return NULL;
+}
+
+static void test_thin(void)
+{
+    static Vmdisc_t disc;
+    disc = *Vmdcsystem;
+    disc.exceptf = count_badaddr;
+    Vmalloc_t* vm = vmopen(Vmdcsystem, Vmbest, 0); /* pages: Vmdcsystem's own */
+    CHECK(vm && vmdisc(vm, &disc) == Vmdcsystem, "vmopen");
+    for (size_t i = 0; i < THIN_N; ++i) {
+        thin_b[i] = vmalloc(vm, 64);
+        CHECK(thin_b[i], "vmalloc");
+        memset(thin_b[i], (int)(i & 0xff), 64);
+    }
+    /* Two survivors per page (block 7 and the one in the page's middle
+     * third), the rest freed in a scrambled order. */
+    size_t kept = 0;
+    for (size_t r = 0; r < THIN_N; ++r) {
+        size_t i = (r * 7919) % THIN_N; /* 7919 is prime: a permutation */
+        size_t k = i % THIN_PER;
+        if (k == 7 || k == THIN_PER / 2 + 3)
+            continue;
+        CHECK(vmfree(vm, thin_b[i]) == 0, "vmfree");
+        thin_b[i] = NULL;
+    }
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, thin_other, vm) == 0 && pthread_join(t, NULL) == 0, "thread");
+    for (size_t i = THIN_PER / 2 + 3; i < THIN_N; i += 2 * THIN_PER)
+        thin_b[i] = NULL;
+    char* live[THIN_N];
+    for (size_t i = 0; i < THIN_N; ++i)
+        if (thin_b[i])
+            live[kept++] = thin_b[i];
+    long before = resident_in_pages(live, kept);
+    CHECK(vmcompact(vm) == 0, "vmcompact");
+    long after = resident_in_pages(live, kept);
+    /* Each 32 KiB page keeps the OS pages of its survivors (one is the
+     * thread's first page, which it keeps whole, and page 0 of a segment
+     * keeps its headers). */
+    EXPECT(after <= (long)kept + 2 * 16, "thin pages not purged: %ld of %ld OS pages resident "
+           "for %zu survivors", after, before, kept);
+    Vmstat_t st = stat_of(vm);
+    CHECK(st.n_busy == kept && st.s_busy == kept * 64, "vmstat: %zu busy (%zu bytes), %zu kept",
+          st.n_busy, st.s_busy, kept);
+    CHECK(vmdbcheck(vm) == 0, "region damaged by the sweep");
+    size_t n = 0;
+    CHECK(vmwalk(vm, walk_count, &n) == 0 && n == kept, "vmwalk saw %zu of %zu", n, kept);
+    for (size_t i = 0; i < THIN_N; ++i)
+        if (thin_b[i])
+            for (int j = 0; j < 64; ++j)
+                CHECK(thin_b[i][j] == (char)(i & 0xff), "survivor %zu changed", i);
+    /* A freed block in a purged part: refused, and nothing changes. */
+    char* stale = (char*)((uintptr_t)live[kept / 2] & ~(uintptr_t)32767) + 32768 - 64;
+    badaddr_events = 0;
+    errno = 0;
+    CHECK(vmfree(vm, stale) == -1 && errno == EINVAL && badaddr_events == 1,
+          "free of a purged free block: events %d", badaddr_events);
+    CHECK(vmsize(vm, stale) == -1 && vmaddr(vm, stale + 8) == -1, "a purged block is busy");
+    CHECK(vmdbcheck(vm) == 0 && stat_of(vm).n_busy == kept, "region changed by a bad free");
+    /* The pages fill up again: every block handed out once, none on a
+     * survivor. */
+    static char* again[THIN_N];
+    for (size_t i = 0; i < THIN_N; ++i) {
+        again[i] = vmalloc(vm, 64);
+        CHECK(again[i], "vmalloc again");
+        memset(again[i], 0x5a, 64);
+    }
+    for (size_t i = 0; i < THIN_N; ++i)
+        if (thin_b[i])
+            for (int j = 0; j < 64; ++j)
+                CHECK(thin_b[i][j] == (char)(i & 0xff), "survivor %zu overwritten", i);
+    st = stat_of(vm);
+    CHECK(st.n_busy == kept + THIN_N, "vmstat after refill: %zu busy", st.n_busy);
+    n = 0;
+    CHECK(vmwalk(vm, walk_count, &n) == 0 && n == kept + THIN_N, "vmwalk after refill: %zu", n);
+    CHECK(vmdbcheck(vm) == 0, "region damaged by the refill");
+    for (size_t i = 0; i < THIN_N; ++i) {
+        CHECK(vmfree(vm, again[i]) == 0, "vmfree");
+        if (thin_b[i])
+            CHECK(vmfree(vm, thin_b[i]) == 0, "vmfree of a survivor");
+    }
+    CHECK(vmdbcheck(vm) == 0 && stat_of(vm).n_busy == 0, "region intact at the end");
+    CHECK(vmclose(vm) == 0, "vmclose");
+}
+
 int main(void)
 {
     test_classes();
@@ -297,6 +431,7 @@ int main(void)
     test_threads();
     test_close_with_caches();
     test_purge();
+    test_thin();
     printf("test_page: ok\n");
     return T_DONE();
 }

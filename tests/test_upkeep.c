@@ -7,6 +7,8 @@
  *     while the program makes no allocator call at all (the method's own
  *     slow paths would keep up to 32 MiB of freed pages until its next
  *     call); the heap passes vmdbcheck afterwards;
+ *   - the same when one block in each page survives: the pages' free
+ *     parts go back (the survivors intact);
  *   - a child of fork has no thread until its own heap grows;
  *   - VMALLOC_OPTIONS=purge_thread=0 (the test runs itself again with it):
  *     no thread, however big the heap.
@@ -131,6 +133,36 @@ int main(int argc, char** argv)
            "frees, %ld a minute later",
            base, peak, freed, now);
     CHECK(vmdbcheck(Vmheap) == 0, "Vmheap damaged");
+
+    /* A survivor in every page of the small blocks keeps its page active:
+     * the page's free parts go back all the same (its owner hands it to
+     * the heap when it thins out, and the thread purges what no block
+     * uses), still with no allocator call. Each survivor keeps at most two
+     * OS pages. */
+    base = rss_kb();
+    build_peak();
+    size_t per = 32768 / SMALL, kept = 0;
+    for (size_t i = 0; i < NSMALL + NMEDIUM; ++i)
+        if (i >= NSMALL || i % per != per / 2)
+            free(blocks[i]);
+        else
+            ++kept;
+    long limit = base + 12 * 1024 + (long)kept * 8;
+    freed = now = rss_kb();
+    waited = 0;
+    while (now > limit && waited < 60000) {
+        sleep_ms(20);
+        waited += 20;
+        now = rss_kb();
+    }
+    EXPECT(now <= limit,
+           "thin pages not given back: %ld KiB before the peak, %ld after the frees, %ld a "
+           "minute later (%zu survivors)", base, freed, now, kept);
+    for (size_t i = per / 2; i < NSMALL; i += per)
+        CHECK(((unsigned char*)blocks[i])[SMALL - 1] == 1, "survivor %zu changed", i);
+    CHECK(vmdbcheck(Vmheap) == 0, "Vmheap damaged by the purge of thin pages");
+    for (size_t i = per / 2; i < NSMALL; i += per)
+        free(blocks[i]);
 
     /* The child of fork starts with no thread, and gets one as it grows. */
     pid_t pid = fork();

@@ -44,12 +44,23 @@
  *     segments back to the discipline; vmcompact purges all at once. A
  *     segment also goes back at once when the empty pages left elsewhere
  *     exceed the limit.
+ *   - A page that a few survivors keep active (thin: at most min(cap/8,
+ *     PG_THIN) blocks out) is handed by its owner to the region when a free
+ *     thins it, unless it is the first of its queue; a held page left alone
+ *     for a whole step is swept (pg_sweep): each eighth of it that no busy
+ *     block overlaps is purged, and the free blocks starting there leave
+ *     its free list (d->gone records those eighths) until the page hands
+ *     out blocks again (pg_relink). A survivor then pins an OS page, not
+ *     the whole page.
  *
  * Bounds. malloc/free: O(1) with no lock while the first page has a block
  * (or the freed block's page is the thread's own). A dry first page costs a
  * collection (O(blocks other threads freed to it)), a link of at most
  * PG_EXTEND bytes of blocks, or a look at PG_SCAN pages, and at worst one
- * take under the lock. Page lookup: two dependent loads. Space: 0 header
+ * take under the lock; a free that thins a page other than the first, one
+ * more, and each later free to that page, while it stays thin and held (at
+ * most PG_THIN). A sweep: O(blocks of the page) and a madvise per run of
+ * eighths. Page lookup: two dependent loads. Space: 0 header
  * bytes per block; 64 bytes per page and ~128 per segment, in the segment's
  * first OS page, and 8 (16 for a 64 KiB page) in the map; each thread keeps
  * the pages it owns, at most one of them empty per class.
@@ -58,7 +69,8 @@
  * ownership (d->owner changes only under the region lock) and the region's
  * heap list are guarded by the region lock. An owned page's free list,
  * used count and carving belong to its owner; other threads read only its
- * descriptor's fixed fields and relaxed counts (vmstat). vmclear empties
+ * descriptor's fixed fields and relaxed counts (vmstat), and a held page's
+ * gone mask (changed under the lock) to refuse a free of a purged block. vmclear empties
  * every heap (clearing a region while other threads use it is an error).
  * vm_cache_lock (the core's) guards the creation and death of heaps; it is
  * taken before a region lock, never after (a thread holding a region lock
@@ -80,7 +92,12 @@ static const size_t pg_minseg[2] = {4, 2}, pg_maxseg[2] = {60, 32};
 #define PG_SCAN 8      /* pages a dry heap looks at before it takes one from the region */
 #define PG_EXTEND 4096 /* bytes of never-used blocks linked at a time: one OS page */
 
-enum { PG_EMPTY = 0, PG_ACTIVE = 1 };
+/* A page's state. An active page held by the region also ages, so that
+ * the timed upkeep sweeps only pages nobody has touched for a whole step:
+ * PG_AGED (quiet since the last step) and PG_SWEPT (its wholly free OS pages
+ * purged since, nothing changed). Ownership and every change of a held page
+ * set it back to PG_ACTIVE. */
+enum { PG_EMPTY = 0, PG_ACTIVE = 1, PG_AGED = 2, PG_SWEPT = 3 };
 
 struct pg_page {
     Vmalloc_t* vm;         /* the region while active; NULL while empty */
@@ -92,7 +109,13 @@ struct pg_page {
     uint16_t used;         /* owner's (or locked); read by vmstat: relaxed atomic */
     uint16_t bump;         /* owner's (or locked); read by any free: relaxed atomic */
     uint16_t mask;         /* = page size - 1 (pg_index reads it with start) */
-    uint8_t cls, state, dirty;
+    uint8_t cls, state;
+    union {
+        uint8_t dirty;     /* empty: touched since its last purge */
+        uint8_t gone;      /* active: atomic, changed under the lock: bit u set when the
+                            * eighth u of the page was purged while held (pg_sweep);
+                            * the blocks that start there are free and on no list */
+    };
     uint8_t kind;          /* 0: a PG_SIZE page, 1: a PG_LSIZE page */
 };                         /* 64 bytes: a page's index is its descriptor's */
 
@@ -269,6 +292,43 @@ static inline void* pg_block(const Pgpage_t* d, unsigned i)
 
 static inline unsigned pg_bump(const Pgpage_t* d) { return __atomic_load_n(&d->bump, __ATOMIC_RELAXED); }
 
+/* A page is purged in eighths while it is held (pg_sweep): 4 KiB units of
+ * a 32 KiB page, 8 KiB of a 64 KiB one. */
+#define PG_UNITS 8
+static inline unsigned pg_ushift(const Pgpage_t* d) { return PG_SHIFT - 3 + d->kind; }
+static inline unsigned pg_gone(const Pgpage_t* d) { return __atomic_load_n(&d->gone, __ATOMIC_RELAXED); }
+/* Is the block starting at p, in d, in a purged unit (free, on no list)? */
+static inline int pg_gone_at(const Pgpage_t* d, const void* p)
+{
+    unsigned g = pg_gone(d);
+    return g && (g >> (((uintptr_t)p & d->mask) >> pg_ushift(d)) & 1);
+}
+/* The first block of d starting at or after offset off of the page. */
+static inline unsigned pg_first_at(const Pgpage_t* d, size_t off)
+{
+    return off <= d->start ? 0 : (unsigned)((off - d->start + d->bsize - 1) / d->bsize);
+}
+/* The blocks [*lo, *hi) of d that start in unit u, below lim. */
+static inline void pg_unit_blocks(const Pgpage_t* d, unsigned u, unsigned lim, unsigned* lo,
+                                  unsigned* hi)
+{
+    unsigned a = pg_first_at(d, (size_t)u << pg_ushift(d));
+    unsigned b = pg_first_at(d, (size_t)(u + 1) << pg_ushift(d));
+    *lo = a < lim ? a : lim;
+    *hi = b < lim ? b : lim;
+}
+/* Carved blocks of d in its purged units: free, on no list. */
+static inline unsigned pg_ngone(const Pgpage_t* d, unsigned bump)
+{
+    unsigned n = 0, lo, hi, g = pg_gone(d);
+    for (unsigned u = 0; g; ++u, g >>= 1)
+        if (g & 1) {
+            pg_unit_blocks(d, u, bump, &lo, &hi);
+            n += hi - lo;
+        }
+    return n;
+}
+
 /* Index of the block starting at p in active page d, or -1 if p is not the
  * start of a block carved from d. With c = 2^32 / bsize + 1, the 64-bit
  * product c * off holds the quotient off / bsize in its high half and, in
@@ -300,7 +360,7 @@ static inline int pg_carved(Vmalloc_t* vm, const Pgpage_t* d, const void* p)
 /* Is p a busy block of vm (in a page)? d is pg_page_of(p). */
 static inline int pg_busy(Vmalloc_t* vm, const Pgstate_t* pg, const Pgpage_t* d, const void* p)
 {
-    return pg_carved(vm, d, p) && !pg_is_free(pg, p);
+    return pg_carved(vm, d, p) && !pg_gone_at(d, p) && !pg_is_free(pg, p);
 }
 
 /* ---- page lists (locked) ------------------------------------------------ */
@@ -329,7 +389,17 @@ static void pg_unlink(Pgpage_t** head, Pgpage_t** tail, Pgpage_t* d)
     d->next = d->prev = NULL;
 }
 
-static inline int pg_has_room(const Pgpage_t* d) { return d->free || d->bump < d->cap; }
+static inline int pg_has_room(const Pgpage_t* d) { return d->free || d->bump < d->cap || pg_gone(d); }
+
+/* A page with at most this many blocks out (an eighth, and at most
+ * PG_THIN: a page pinned by a few survivors) is thin: its owner gives it to
+ * the region (pg_thinned) unless it allocates from it. */
+#define PG_THIN 4u
+static inline unsigned pg_thin(const Pgpage_t* d)
+{
+    unsigned t = (unsigned)d->cap >> 3;
+    return t < PG_THIN ? t : PG_THIN;
+}
 
 static inline Pgseg_t* pg_seginfo(const Vmseg_t* seg) { return seg->mdata; }
 
@@ -547,7 +617,7 @@ static Pgpage_t* pg_assign(Vmalloc_t* vm, Pgstate_t* pg, unsigned k)
     pg_set_used(d, 0);
     __atomic_store_n(&d->bump, 0, __ATOMIC_RELAXED);
     d->state = PG_ACTIVE;
-    d->dirty = 1;
+    __atomic_store_n(&d->gone, 0, __ATOMIC_RELAXED);
     info->nactive++;
     return d;
 }
@@ -594,7 +664,7 @@ static uint32_t pg_collect(Pgstate_t* pg, Pgpage_t* d)
     uint32_t n = 0, max = pg_used(d);
     void* last = NULL;
     for (void* b = x; b; b = *(void**)b) {
-        if (n == max || pg_index(d, b) < 0 || !pg_is_free(pg, b)) {
+        if (n == max || pg_index(d, b) < 0 || pg_gone_at(d, b) || !pg_is_free(pg, b)) {
             __atomic_add_fetch(&pg->damaged, 1, __ATOMIC_RELAXED);
             break;
         }
@@ -639,12 +709,92 @@ __attribute__((noinline)) static void pg_xpush(Pgpage_t* d, void* p)
 
 /* ---- held pages (locked) --------------------------------------------------- */
 
-/* Collect held page d, with the region's figures. */
+/* Collect held page d, with the region's figures; a page that changed ages
+ * afresh. */
 static void pg_collect_held(Vmalloc_t* vm, Pgstate_t* pg, Pgpage_t* d)
 {
     uint32_t n = pg_collect(pg, d);
-    if (n)
+    if (n) {
         pg_count(vm, -(long)n, d->bsize);
+        d->state = PG_ACTIVE;
+    }
+}
+
+static size_t pg_check_list(const Pgstate_t* pg, const Pgpage_t* d, void* b, size_t max,
+                            uint64_t* map);
+
+/* Held page d is to hand out blocks: the blocks of its purged units go back
+ * on its free list, in address order (writing their keys faults them in
+ * again, as their use would). Locked. */
+static void pg_relink(const Pgstate_t* pg, Pgpage_t* d)
+{
+    unsigned g = pg_gone(d), bump = pg_bump(d), lo, hi;
+    for (unsigned u = PG_UNITS; g && u-- > 0;)
+        if (g >> u & 1) {
+            pg_unit_blocks(d, u, bump, &lo, &hi);
+            for (unsigned i = hi; i-- > lo;) {
+                void* b = pg_block(d, i);
+                pg_mark_free(pg, b, d->free);
+                d->free = b;
+            }
+        }
+    __atomic_store_n(&d->gone, 0, __ATOMIC_RELAXED);
+    d->state = PG_ACTIVE;
+}
+
+/* Purge the units (eighths) of held page d that hold no busy block; the
+ * free blocks that start in them leave its list (the list lives in the
+ * free blocks, which the purge zeroes). A page that one live block in
+ * a thousand keeps active then costs an OS page or two, not 32 KiB. A list
+ * that fails its check is left to the paths that report it. O(blocks of
+ * d) and a madvise per run of units. Locked, d collected. */
+static void pg_sweep(Pgstate_t* pg, Pgpage_t* d)
+{
+    uint64_t map[(PG_SIZE / 16 + 63) / 64];
+    unsigned bump = pg_bump(d), g = pg_gone(d), sh = pg_ushift(d), lo, hi;
+    size_t nfree = bump - pg_used(d) - pg_ngone(d, bump);
+    if (nfree == 0 && bump == d->cap)
+        return; /* nothing free that is not already purged */
+    memset(map, 0, sizeof map);
+    if (pg_check_list(pg, d, d->free, nfree, map) != nfree)
+        return;
+    for (unsigned u = 0; u < PG_UNITS; ++u)
+        if (g >> u & 1) {
+            pg_unit_blocks(d, u, bump, &lo, &hi);
+            for (unsigned i = lo; i < hi; ++i)
+                map[i >> 6] |= (uint64_t)1 << (i & 63);
+        }
+    unsigned fresh = 0;
+    for (unsigned u = 0; u < PG_UNITS; ++u) {
+        size_t off = (size_t)u << sh;
+        if ((g >> u & 1) || off < d->start)
+            continue; /* purged already, or the segment's headers are there */
+        /* Every block that overlaps the unit: the one the unit starts in too. */
+        unsigned i = (unsigned)((off - d->start) / d->bsize);
+        pg_unit_blocks(d, u, bump, &lo, &hi);
+        while (i < hi && (map[i >> 6] >> (i & 63) & 1))
+            ++i;
+        if (i >= hi)
+            fresh |= 1u << u;
+    }
+    if (!fresh)
+        return;
+    g |= fresh;
+    for (void** pp = &d->free; *pp;) {
+        void* b = *pp;
+        if (g >> (((uintptr_t)b & d->mask) >> sh) & 1)
+            *pp = *(void**)b;
+        else
+            pp = (void**)b;
+    }
+    __atomic_store_n(&d->gone, (uint8_t)g, __ATOMIC_RELAXED);
+    char* P = pg_page_addr(d);
+    for (unsigned u = 0, v; u < PG_UNITS; u = v) {
+        for (v = u + 1; (fresh >> u & 1) && v < PG_UNITS && (fresh >> v & 1);)
+            ++v;
+        if (fresh >> u & 1)
+            (void)vm_os_purge(P + ((size_t)u << sh), (size_t)(v - u) << sh);
+    }
 }
 
 /* A held page of class k with room, first on partial[k] (collected; those
@@ -655,8 +805,10 @@ static Pgpage_t* pg_held_room(Vmalloc_t* vm, Pgstate_t* pg, unsigned k)
     Pgpage_t* d;
     for (unsigned i = 0; i < PG_SCAN && (d = pg->partial[k]) != NULL; ++i) {
         pg_collect_held(vm, pg, d);
-        if (pg_has_room(d))
+        if (pg_has_room(d)) {
+            pg_relink(pg, d);
             return d;
+        }
         if (d == pg->ptail[k])
             break;
         pg_unlink(&pg->partial[k], &pg->ptail[k], d);
@@ -717,20 +869,40 @@ static void* pg_take(Vmalloc_t* vm, Pgstate_t* pg, unsigned k)
         }
         pg_set_used(d, pg_used(d) + 1);
         pg_count(vm, 1, d->bsize);
+        d->state = PG_ACTIVE;
         return b;
     }
 }
 
 int pg_age(Vmalloc_t* vm, Pgstate_t* pg)
 {
-    pg_collect_all_held(vm, pg, 0);
+    /* Held pages: collected; those quiet for a whole step swept. */
+    int wait = 0;
+    for (unsigned k = 0; k < PG_NCLASS; ++k)
+        for (Pgpage_t *d = pg->partial[k], *next; d; d = next) {
+            next = d->next;
+            pg_collect_held(vm, pg, d);
+            /* An emptied page may take its segment with it: not looked at
+             * again. The only held page of its class stays (and ages). */
+            if (pg_used(d) == 0 && !(pg->partial[k] == d && !next)) {
+                pg_held_emptied(vm, pg, d, 1);
+                continue;
+            }
+            if (d->state == PG_ACTIVE) {
+                d->state = PG_AGED;
+                wait = 1;
+            } else if (d->state == PG_AGED) {
+                pg_sweep(pg, d);
+                d->state = PG_SWEPT;
+            }
+        }
     for (unsigned kind = 0; kind < 2; ++kind) {
         Pgkind_t* pk = &pg->kind[kind];
         pg_purge_to(pg, kind, pk->ndirty - pk->nold);
         pk->nold = pk->ndirty;
     }
     pg_release_empty(vm, pg);
-    return pg->kind[0].ndirty + pg->kind[1].ndirty > 0;
+    return wait || pg->kind[0].ndirty + pg->kind[1].ndirty > 0;
 }
 
 /* ---- thread heaps ----------------------------------------------------------- */
@@ -778,6 +950,7 @@ static void pg_q_rotate(Pgheap_t* c, unsigned k)
 static void pg_own(Vmalloc_t* vm, Pgheap_t* c, Pgpage_t* d)
 {
     pg_count(vm, (long)(d->cap - pg_used(d)), d->bsize);
+    d->state = PG_ACTIVE;
     __atomic_store_n(&d->owner, c, __ATOMIC_RELAXED);
     pg_q_push(c, d->cls, d);
 }
@@ -787,6 +960,7 @@ static void pg_own(Vmalloc_t* vm, Pgheap_t* c, Pgpage_t* d)
 static void pg_unown(Vmalloc_t* vm, Pgstate_t* pg, Pgpage_t* d)
 {
     (void)pg_collect(pg, d);
+    d->state = PG_ACTIVE;
     __atomic_store_n(&d->owner, NULL, __ATOMIC_RELAXED);
     pg_count(vm, -(long)(d->cap - pg_used(d)), d->bsize);
     if (pg_used(d) == 0)
@@ -975,7 +1149,8 @@ static void pg_flush_mine(Vmalloc_t* vm, Pgstate_t* pg)
 /* ---- lock-free entry points ---------------------------------------------- */
 
 static void* pg_alloc_slow(Vmalloc_t* vm, Pgheap_t* c, unsigned k);
-static void pg_emptied(Vmalloc_t* vm, Pgheap_t* c, Pgpage_t* d);
+int pg_free(Vmalloc_t* vm, Pgstate_t* pg, void* p);
+static void pg_thinned(Vmalloc_t* vm, Pgheap_t* c, Pgpage_t* d);
 
 /* A block of class k from heap c: the first of its first page's free list.
  * Its key is checked again (free checked it before pushing): a write after
@@ -1001,21 +1176,43 @@ static inline void* pg_heap_pop(Vmalloc_t* vm, Pgheap_t* c, unsigned k)
     return __builtin_expect(b != NULL, 1) ? b : pg_alloc_slow(vm, c, k);
 }
 
+/* p, a busy block of page d, freed by a thread that does not own d: onto
+ * its xfree, keyed key; but to a thin held page under the lock, so that
+ * the page empties at its last block (as it did while its owner freed to
+ * it) instead of waiting for a collection. At most an eighth of a page's
+ * blocks, once per hand-over, take the lock. */
+__attribute__((noinline)) static void pg_give_other(Vmalloc_t* vm, Pgpage_t* d, void* p,
+                                                     uint64_t key)
+{
+    if (!pg_owner(d) && pg_used(d) <= pg_thin(d)) {
+        pthread_mutex_lock(&vm->lock);
+        /* pg_free validates p again: a refusal means another thread freed
+         * it since the caller looked (a racing double free), and the block
+         * is already where it belongs. */
+        (void)pg_free(vm, vm_state(vm), p);
+        vm->fault = 0;
+        pthread_mutex_unlock(&vm->lock);
+        return;
+    }
+    ((uint64_t*)p)[1] = key;
+    pg_xpush(d, p);
+}
+
 /* p, a busy block of page d keyed key, freed by heap c: onto d's free list
  * if c owns d, else onto its xfree. */
 static inline void pg_heap_give(Vmalloc_t* vm, Pgheap_t* c, Pgpage_t* d, void* p, uint64_t key)
 {
-    ((uint64_t*)p)[1] = key;
     if (__builtin_expect(pg_owner(d) != c, 0)) {
-        pg_xpush(d, p);
+        pg_give_other(vm, d, p, key);
         return;
     }
+    ((uint64_t*)p)[1] = key;
     ((void**)p)[0] = d->free;
     d->free = p;
     unsigned used = d->used - 1u;
     pg_set_used(d, used);
-    if (__builtin_expect(used == 0, 0))
-        pg_emptied(vm, c, d);
+    if (__builtin_expect(used == 0 || used == pg_thin(d), 0))
+        pg_thinned(vm, c, d);
 }
 
 /* The key p, in vm's page d, gets when heap c frees it; 0 if p is not a
@@ -1024,6 +1221,9 @@ static inline void pg_heap_give(Vmalloc_t* vm, Pgheap_t* c, Pgpage_t* d, void* p
 static inline uint64_t pg_push_key(const Pgheap_t* c, const Pgpage_t* d, const void* p)
 {
     if (__builtin_expect(pg_index(d, p) < 0, 0))
+        return 0;
+    /* A held page's purged blocks are free (and read as zeros). */
+    if (__builtin_expect(pg_gone(d) != 0, 0) && pg_gone_at(d, p))
         return 0;
     uint64_t key = pg_hash(c->key, p);
     /* A second free of a block is refused here. */
@@ -1077,10 +1277,15 @@ __attribute__((noinline)) static void* pg_alloc_slow(Vmalloc_t* vm, Pgheap_t* c,
     return pg_heap_pop(vm, c, k);
 }
 
-/* The owner freed the last block of d: back to the region, unless it is
- * the first of its queue (malloc's next page: keeping it spares a take
- * when one block is allocated and freed over and over). */
-__attribute__((noinline)) static void pg_emptied(Vmalloc_t* vm, Pgheap_t* c, Pgpage_t* d)
+/* The owner freed the last block of d, or all but an eighth of them: back
+ * to the region, unless it is the first of its queue (malloc's next page:
+ * keeping it spares a take when one block is allocated and freed over and
+ * over). An empty page joins the empty ones; a thin one is held, where the
+ * timed upkeep can purge its free parts if nobody takes it (an owned page
+ * only its owner may touch, and an idle owner never would). A page the
+ * owner does not allocate from only thins, so this happens at most once
+ * each time it has been the first. */
+__attribute__((noinline)) static void pg_thinned(Vmalloc_t* vm, Pgheap_t* c, Pgpage_t* d)
 {
     unsigned k = d->cls;
     if (c->head[k] == d)
@@ -1089,6 +1294,8 @@ __attribute__((noinline)) static void pg_emptied(Vmalloc_t* vm, Pgheap_t* c, Pgp
     pthread_mutex_lock(&vm->lock);
     pg_q_unlink(c, k, d);
     pg_unown(vm, pg, d);
+    if (d->state != PG_EMPTY)
+        vm_upkeep_note(vm);
     (void)vm_best_tick(vm);
     pthread_mutex_unlock(&vm->lock);
 }
@@ -1328,6 +1535,7 @@ int pg_free(Vmalloc_t* vm, Pgstate_t* pg, void* p)
     int full = !pg_has_room(d);
     pg_mark_free(pg, p, d->free);
     d->free = p;
+    d->state = PG_ACTIVE;
     unsigned used = pg_used(d) - 1u;
     pg_set_used(d, used);
     pg_count(vm, -1, d->bsize);
@@ -1353,7 +1561,7 @@ long pg_addr(Vmalloc_t* vm, Pgstate_t* pg, void* addr)
     Pgpage_t* d = pg_mine(vm, addr);
     if (!d)
         return -2;
-    if (d->state != PG_ACTIVE)
+    if (d->state == PG_EMPTY)
         return -1;
     size_t off = (size_t)((char*)addr - pg_page_addr(d));
     if (off < d->start)
@@ -1362,7 +1570,7 @@ long pg_addr(Vmalloc_t* vm, Pgstate_t* pg, void* addr)
     if (i >= pg_bump(d))
         return -1;
     char* b = pg_block(d, (unsigned)i);
-    return pg_is_free(pg, b) ? -1 : (char*)addr - b;
+    return pg_gone_at(d, b) || pg_is_free(pg, b) ? -1 : (char*)addr - b;
 }
 
 void pg_clear(Vmalloc_t* vm, Pgstate_t* pg)
@@ -1393,7 +1601,7 @@ void pg_clear(Vmalloc_t* vm, Pgstate_t* pg)
         info->nactive = 0;
         for (size_t j = info->npages; j-- > 0;) {
             Pgpage_t* d = pg_desc(info->first, j);
-            int dirty = d->dirty || d->state == PG_ACTIVE;
+            int dirty = d->dirty || d->state != PG_EMPTY;
             d->vm = NULL;
             d->free = NULL;
             __atomic_store_n(&d->xfree, NULL, __ATOMIC_RELAXED);
@@ -1425,7 +1633,7 @@ void pg_compact(Vmalloc_t* vm, Pgstate_t* pg)
         for (unsigned k = 0; k < PG_NCLASS; ++k)
             for (Pgpage_t *d = c->head[k], *next; d; d = next) {
                 next = d->next;
-                if (pg_used(d) == 0) {
+                if (pg_used(d) == 0 || (d != c->head[k] && pg_used(d) <= pg_thin(d))) {
                     pg_q_unlink(c, k, d);
                     pg_unown(vm, pg, d);
                 }
@@ -1434,6 +1642,11 @@ void pg_compact(Vmalloc_t* vm, Pgstate_t* pg)
     if (pg->trust && pg->trust != c)
         pg_disown(vm, pg, pg->trust);
     pg_collect_all_held(vm, pg, 1);
+    for (unsigned k = 0; k < PG_NCLASS; ++k)
+        for (Pgpage_t* d = pg->partial[k]; d; d = d->next) {
+            pg_sweep(pg, d);
+            d->state = PG_SWEPT;
+        }
     pg_purge_to(pg, 0, 0);
     pg_purge_to(pg, 1, 0);
     pg_release_empty(vm, pg);
@@ -1465,7 +1678,7 @@ void pg_stat_seg(Vmalloc_t* vm, Pgstate_t* pg, Vmseg_t* seg, Vmstat_t* st)
     Pgseg_t* info = pg_seginfo(seg);
     for (size_t j = 0; j < info->npages; ++j) {
         Pgpage_t* d = pg_seg_page(info, j);
-        if (d->state != PG_ACTIVE) {
+        if (d->state == PG_EMPTY) {
             size_t room = pg_psize(info->kind) - pg_start(info, j);
             st->n_free += 1;
             st->s_free += room;
@@ -1495,7 +1708,7 @@ int pg_walk_seg(Vmalloc_t* vm, Pgstate_t* pg, Vmseg_t* seg, Vmvisit_f visit, voi
     Pgheap_t* mine = pg_heap_mine(vm, pg);
     for (size_t j = 0; j < info->npages; ++j) {
         Pgpage_t* d = pg_seg_page(info, j);
-        if (d->state != PG_ACTIVE || pg_used(d) == 0)
+        if (d->state == PG_EMPTY || pg_used(d) == 0)
             continue;
         /* Every free block is keyed, wherever it is (a free list, xfree);
          * but the blocks of a page another thread owns change under us:
@@ -1505,7 +1718,7 @@ int pg_walk_seg(Vmalloc_t* vm, Pgstate_t* pg, Vmseg_t* seg, Vmvisit_f visit, voi
         unsigned bump = pg_bump(d);
         for (unsigned i = 0; i < bump; ++i) {
             char* b = pg_block(d, i);
-            if (!theirs && pg_is_free(pg, b))
+            if (!theirs && (pg_gone_at(d, b) || pg_is_free(pg, b)))
                 continue;
             int r = visit(vm, b, d->bsize, disc, arg);
             if (r != 0)
@@ -1532,7 +1745,8 @@ static size_t pg_check_list(const Pgstate_t* pg, const Pgpage_t* d, void* b, siz
     size_t n = 0;
     for (; b; b = *(void**)b, ++n) {
         long i = pg_index(d, b);
-        if (n == max || i < 0 || (map[i >> 6] >> (i & 63) & 1) || !pg_is_free(pg, b))
+        if (n == max || i < 0 || (map[i >> 6] >> (i & 63) & 1) || pg_gone_at(d, b) ||
+            !pg_is_free(pg, b))
             return SIZE_MAX;
         map[i >> 6] |= (uint64_t)1 << (i & 63);
     }
@@ -1571,7 +1785,7 @@ int pg_check_seg(Vmalloc_t* vm, Pgstate_t* pg, Vmseg_t* seg, size_t* nused, size
         }
         active++;
         unsigned k = d->cls, bump = pg_bump(d), used = pg_used(d);
-        if (d->state != PG_ACTIVE || d->vm != vm || k >= PG_NCLASS || d->bsize != pg_csize[k] ||
+        if (d->state > PG_SWEPT || d->vm != vm || k >= PG_NCLASS || d->bsize != pg_csize[k] ||
             pg_kind_of(k) != d->kind || d->start != pg_start(info, j) ||
             d->cap != (psize - d->start) / d->bsize || bump > d->cap || used > bump ||
             (owner && !pg_heap_known(pg, owner))) {
@@ -1581,10 +1795,16 @@ int pg_check_seg(Vmalloc_t* vm, Pgstate_t* pg, Vmseg_t* seg, size_t* nused, size
         size_t out = owner ? d->cap : used;
         *nused += out;
         *sused += out * d->bsize;
+        /* Purged units: only a held page's, never the headers'. */
+        unsigned ngone = pg_ngone(d, bump);
+        if ((pg_gone(d) && owner) || ((pg_gone(d) & 1) && d->start) || ngone > bump - used) {
+            bad++;
+            continue;
+        }
         if (owner && owner != mine)
             continue;
         memset(map, 0, sizeof map);
-        if (pg_check_list(pg, d, d->free, bump - used, map) != bump - used)
+        if (pg_check_list(pg, d, d->free, bump - used - ngone, map) != bump - used - ngone)
             bad++;
         if (pg_check_list(pg, d, __atomic_load_n(&d->xfree, __ATOMIC_ACQUIRE), used, map) == SIZE_MAX)
             bad++;
@@ -1602,7 +1822,7 @@ static int pg_check_queue(Vmalloc_t* vm, Pgpage_t* head, Pgpage_t* tail, unsigne
     Pgpage_t* prev = NULL;
     for (Pgpage_t* d = head; d; prev = d, d = d->next)
         if (++n > limit || pg_page_of(pg_page_addr(d)) != d || d->vm != vm ||
-            d->state != PG_ACTIVE || d->cls != k || pg_owner(d) != owner || d->prev != prev)
+            d->state == PG_EMPTY || d->cls != k || pg_owner(d) != owner || d->prev != prev)
             return 1;
     *count = n;
     return prev != tail;

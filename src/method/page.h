@@ -18,9 +18,12 @@
  *                wide page map gives, for any address, its page's descriptor
  *                or NULL.
  *                  bump  = blocks ever carved (never-used ones follow them)
- *                  used  = bump - |free|: blocks with users, or freed by a
- *                          thread other than the owner and not yet collected
- *                          (in xfree)
+ *                  used  = bump - |free| - |gone|: blocks with users, or
+ *                          freed by a thread other than the owner and not
+ *                          yet collected (in xfree)
+ *                  gone  = the blocks starting in the eighths of a held
+ *                          page that a sweep purged: free, on no list, read
+ *                          as zeros; none in an owned page
  *                A page is empty (on the dirty or the clean list) or active
  *                (has a class). An active page is owned by one thread heap,
  *                which alone allocates from it and frees to its free list,
