@@ -1211,7 +1211,8 @@ static inline void pg_heap_give(Vmalloc_t* vm, Pgheap_t* c, Pgpage_t* d, void* p
     d->free = p;
     unsigned used = d->used - 1u;
     pg_set_used(d, used);
-    if (__builtin_expect(used == 0 || used == pg_thin(d), 0))
+    /* One compare for the common case: pg_thin(d) <= PG_THIN. */
+    if (__builtin_expect(used <= PG_THIN, 0) && (used == 0 || used == pg_thin(d)))
         pg_thinned(vm, c, d);
 }
 
