@@ -1486,26 +1486,52 @@ void pg_stat_seg(Vmalloc_t* vm, Pgstate_t* pg, Vmseg_t* seg, Vmstat_t* st)
     }
 }
 
+/* Walk the list at b, blocks of d: each a carved block, keyed as free, not
+ * met before (map). The number of blocks, or SIZE_MAX if one is wrong or
+ * there are more than max; the blocks met before a wrong one stay marked. */
+static size_t pg_check_list(const Pgstate_t* pg, const Pgpage_t* d, void* b, size_t max,
+                            uint64_t* map)
+{
+    size_t n = 0;
+    for (; b; b = *(void**)b, ++n) {
+        long i = pg_index(d, b);
+        if (n == max || i < 0 || (map[i >> 6] >> (i & 63) & 1) || !pg_is_free(pg, b))
+            return SIZE_MAX;
+        map[i >> 6] |= (uint64_t)1 << (i & 63);
+    }
+    return n;
+}
+
 int pg_walk_seg(Vmalloc_t* vm, Pgstate_t* pg, Vmseg_t* seg, Vmvisit_f visit, void* arg)
 {
     Pgseg_t* info = pg_seginfo(seg);
     /* The aligned twin is an internal detail: the user's discipline is Vmdcsystem. */
     Vmdisc_t* disc = vm_disc_shown(seg->disc);
+    uint64_t map[(PG_SIZE / 16 + 63) / 64];
     pg_flush_mine(vm, pg);
     Pgheap_t* mine = pg_heap_mine(vm, pg);
     for (size_t j = 0; j < info->npages; ++j) {
         Pgpage_t* d = pg_seg_page(info, j);
         if (d->state != PG_ACTIVE || pg_used(d) == 0)
             continue;
-        /* Every free block is keyed, wherever it is (a free list, xfree);
-         * but the blocks of a page another thread owns change under us:
-         * all that page's carved blocks count as busy, as in the figures. */
+        /* The blocks of a page another thread owns change under us: all its
+         * carved blocks count as busy, as in the figures. Of the others
+         * (held, or ours) the free blocks are those on the free list, which
+         * no one else changes while we hold the lock (xfree was just
+         * collected; what reaches it meanwhile was busy when the walk
+         * began). A busy block is never read: its user may be writing it
+         * from any thread (the locked path hands out held pages' blocks),
+         * and the read would race with those writes. */
         Pgheap_t* owner = pg_owner(d);
         int theirs = owner && owner != mine;
         unsigned bump = pg_bump(d);
+        if (!theirs) {
+            memset(map, 0, sizeof map);
+            (void)pg_check_list(pg, d, d->free, bump, map); /* a damaged tail stays busy */
+        }
         for (unsigned i = 0; i < bump; ++i) {
             char* b = pg_block(d, i);
-            if (!theirs && pg_is_free(pg, b))
+            if (!theirs && (map[i >> 6] >> (i & 63) & 1))
                 continue;
             int r = visit(vm, b, d->bsize, disc, arg);
             if (r != 0)
@@ -1521,22 +1547,6 @@ static int pg_heap_known(const Pgstate_t* pg, const Pgheap_t* c)
         if (h == c)
             return 1;
     return 0;
-}
-
-/* Walk the list at b, blocks of d: each a carved block, keyed as free, not
- * met before (map). The number of blocks, or SIZE_MAX if one is wrong or
- * there are more than max. */
-static size_t pg_check_list(const Pgstate_t* pg, const Pgpage_t* d, void* b, size_t max,
-                            uint64_t* map)
-{
-    size_t n = 0;
-    for (; b; b = *(void**)b, ++n) {
-        long i = pg_index(d, b);
-        if (n == max || i < 0 || (map[i >> 6] >> (i & 63) & 1) || !pg_is_free(pg, b))
-            return SIZE_MAX;
-        map[i >> 6] |= (uint64_t)1 << (i & 63);
-    }
-    return n;
 }
 
 /* Violations in one page segment; adds the blocks out of the region's hands
