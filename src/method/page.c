@@ -723,6 +723,18 @@ static void pg_collect_held(Vmalloc_t* vm, Pgstate_t* pg, Pgpage_t* d)
 static size_t pg_check_list(const Pgstate_t* pg, const Pgpage_t* d, void* b, size_t max,
                             uint64_t* map);
 
+/* Mark d's carved blocks in its purged units in map (they are free). */
+static void pg_map_gone(const Pgpage_t* d, unsigned bump, uint64_t* map)
+{
+    unsigned g = pg_gone(d), lo, hi;
+    for (unsigned u = 0; g; ++u, g >>= 1)
+        if (g & 1) {
+            pg_unit_blocks(d, u, bump, &lo, &hi);
+            for (unsigned i = lo; i < hi; ++i)
+                map[i >> 6] |= (uint64_t)1 << (i & 63);
+        }
+}
+
 /* Held page d is to hand out blocks: the blocks of its purged units go back
  * on its free list, in address order (writing their keys faults them in
  * again, as their use would). Locked. */
@@ -758,12 +770,7 @@ static void pg_sweep(Pgstate_t* pg, Pgpage_t* d)
     memset(map, 0, sizeof map);
     if (pg_check_list(pg, d, d->free, nfree, map) != nfree)
         return;
-    for (unsigned u = 0; u < PG_UNITS; ++u)
-        if (g >> u & 1) {
-            pg_unit_blocks(d, u, bump, &lo, &hi);
-            for (unsigned i = lo; i < hi; ++i)
-                map[i >> 6] |= (uint64_t)1 << (i & 63);
-        }
+    pg_map_gone(d, bump, map);
     unsigned fresh = 0;
     for (unsigned u = 0; u < PG_UNITS; ++u) {
         size_t off = (size_t)u << sh;
@@ -1700,26 +1707,54 @@ void pg_stat_seg(Vmalloc_t* vm, Pgstate_t* pg, Vmseg_t* seg, Vmstat_t* st)
     }
 }
 
+/* Walk the list at b, blocks of d: each a carved block, keyed as free, in
+ * no purged unit, not met before (map). The number of blocks, or SIZE_MAX if one is wrong or
+ * there are more than max; the blocks met before a wrong one stay marked. */
+static size_t pg_check_list(const Pgstate_t* pg, const Pgpage_t* d, void* b, size_t max,
+                            uint64_t* map)
+{
+    size_t n = 0;
+    for (; b; b = *(void**)b, ++n) {
+        long i = pg_index(d, b);
+        if (n == max || i < 0 || (map[i >> 6] >> (i & 63) & 1) || pg_gone_at(d, b) ||
+            !pg_is_free(pg, b))
+            return SIZE_MAX;
+        map[i >> 6] |= (uint64_t)1 << (i & 63);
+    }
+    return n;
+}
+
 int pg_walk_seg(Vmalloc_t* vm, Pgstate_t* pg, Vmseg_t* seg, Vmvisit_f visit, void* arg)
 {
     Pgseg_t* info = pg_seginfo(seg);
     /* The aligned twin is an internal detail: the user's discipline is Vmdcsystem. */
     Vmdisc_t* disc = vm_disc_shown(seg->disc);
+    uint64_t map[(PG_SIZE / 16 + 63) / 64];
     pg_flush_mine(vm, pg);
     Pgheap_t* mine = pg_heap_mine(vm, pg);
     for (size_t j = 0; j < info->npages; ++j) {
         Pgpage_t* d = pg_seg_page(info, j);
         if (d->state == PG_EMPTY || pg_used(d) == 0)
             continue;
-        /* Every free block is keyed, wherever it is (a free list, xfree);
-         * but the blocks of a page another thread owns change under us:
-         * all that page's carved blocks count as busy, as in the figures. */
+        /* The blocks of a page another thread owns change under us: all its
+         * carved blocks count as busy, as in the figures. Of the others
+         * (held, or ours) the free blocks are those on the free list, which
+         * no one else changes while we hold the lock (xfree was just
+         * collected; what reaches it meanwhile was busy when the walk
+         * began). A busy block is never read: its user may be writing it
+         * from any thread (the locked path hands out held pages' blocks),
+         * and the read would race with those writes. */
         Pgheap_t* owner = pg_owner(d);
         int theirs = owner && owner != mine;
         unsigned bump = pg_bump(d);
+        if (!theirs) {
+            memset(map, 0, sizeof map);
+            (void)pg_check_list(pg, d, d->free, bump, map); /* a damaged tail stays busy */
+            pg_map_gone(d, bump, map);
+        }
         for (unsigned i = 0; i < bump; ++i) {
             char* b = pg_block(d, i);
-            if (!theirs && (pg_gone_at(d, b) || pg_is_free(pg, b)))
+            if (!theirs && (map[i >> 6] >> (i & 63) & 1))
                 continue;
             int r = visit(vm, b, d->bsize, disc, arg);
             if (r != 0)
@@ -1735,23 +1770,6 @@ static int pg_heap_known(const Pgstate_t* pg, const Pgheap_t* c)
         if (h == c)
             return 1;
     return 0;
-}
-
-/* Walk the list at b, blocks of d: each a carved block, keyed as free, not
- * met before (map). The number of blocks, or SIZE_MAX if one is wrong or
- * there are more than max. */
-static size_t pg_check_list(const Pgstate_t* pg, const Pgpage_t* d, void* b, size_t max,
-                            uint64_t* map)
-{
-    size_t n = 0;
-    for (; b; b = *(void**)b, ++n) {
-        long i = pg_index(d, b);
-        if (n == max || i < 0 || (map[i >> 6] >> (i & 63) & 1) || pg_gone_at(d, b) ||
-            !pg_is_free(pg, b))
-            return SIZE_MAX;
-        map[i >> 6] |= (uint64_t)1 << (i & 63);
-    }
-    return n;
 }
 
 /* Violations in one page segment; adds the blocks out of the region's hands
