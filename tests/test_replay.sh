@@ -42,8 +42,11 @@ done
 line=$("$R" --target best "$D/small.trace")
 check_line "$line" moves=3 copied=2278
 
+# class_floor: at the peak, region A holds 3000 and 5000 bytes (64 KiB pages
+# of classes 3072 and 5120), 64 and 777 (32 KiB pages); region B 16 (a 32
+# KiB page) and 4096 (a 64 KiB page): 288 KiB.
 line=$("$R" --stats "$D/small.trace") || fail "--stats exit $?"
-[ "$line" = "trace=small allocs=13 frees=6 resizes=4 max_alloc=17016 max_busy=12953" ] ||
+[ "$line" = "trace=small allocs=13 frees=6 resizes=4 max_alloc=17016 max_busy=12953 class_floor=294912" ] ||
     fail "--stats: $line"
 
 # The one-size trace on every target, Vmpool included.
@@ -60,7 +63,7 @@ line=$("$R" --target best --curve "$W/curve.bin" "$W/small.bin") || fail "binary
 check_line "$line" $small
 cmp -s "$W/curve.best" "$W/curve.bin" || fail "binary replay's curve differs"
 line=$("$R" --stats "$W/small.bin")
-[ "$line" = "trace=small allocs=13 frees=6 resizes=4 max_alloc=17016 max_busy=12953" ] ||
+[ "$line" = "trace=small allocs=13 frees=6 resizes=4 max_alloc=17016 max_busy=12953 class_floor=294912" ] ||
     fail "--stats of the binary form: $line"
 
 # --svg: the arena when busy bytes first exceed 8000.

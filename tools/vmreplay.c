@@ -421,6 +421,117 @@ static void parse_line(const char* s, size_t n)
 
 static int progress;
 
+/* ---- the size-class floor ----------------------------------------------------- */
+
+/* Bytes a block of n bytes takes in Vmbest's small-block layer (the classes
+ * the README states: 16-byte steps to 256, then 8 per doubling to 16 KiB),
+ * with *page the size of the pages of its class; a block over 16 KiB has a
+ * segment of its own (*page = 0). */
+static uint64_t floor_class(uint64_t n, uint64_t* page)
+{
+    if (n > 16384) {
+        *page = 0;
+        return (n + 15) & ~(uint64_t)15;
+    }
+    *page = n <= 2048 ? 32768 : 65536;
+    if (n <= 256)
+        return n <= 16 ? 16 : (n + 15) & ~(uint64_t)15;
+    unsigned b = 63u - (unsigned)__builtin_clzll(n - 1);
+    uint64_t step = (uint64_t)1 << (b - 3);
+    return ((n - 1) / step + 1) * step;
+}
+
+/* Index of a small class of f bytes (f from floor_class) among 16384 / 16. */
+static inline size_t floor_index(uint64_t f) { return (size_t)(f >> 4); }
+
+/* The least a heap of size-class pages (Vmbest's classes and page sizes)
+ * must hold at the trace's peak of live requested bytes: for each region
+ * and class, whole pages for its live blocks as if they were packed with no
+ * hole, and the blocks over 16 KiB at their size. No such allocator can do
+ * with less however it places blocks; the study sets Vmbest's arena against
+ * it. Two passes over the operations: the first finds the peak, the second
+ * counts the blocks live there. */
+static uint64_t class_floor(void)
+{
+    if (n_ops == 0 || H.n_slots == 0)
+        return 0;
+    size_t nreg = H.n_regions ? (size_t)H.n_regions : 1, ncls = 16384 / 16 + 1;
+    uint64_t* size = mzalloc(H.n_slots * sizeof *size);
+    uint32_t* reg = mzalloc(H.n_slots * sizeof *reg);
+    uint64_t* rlive = mzalloc(nreg * sizeof *rlive);
+    uint64_t* count = mzalloc(nreg * ncls * sizeof *count); /* [region][class]; big bytes at 0 */
+    uint64_t live = 0, peak = 0, pg;
+    size_t at = 0;
+    for (int pass = 0; pass < 2; ++pass) {
+        memset(size, 0, H.n_slots * sizeof *size);
+        memset(rlive, 0, nreg * sizeof *rlive);
+        live = 0;
+        for (size_t i = 0; i < (pass ? at + 1 : n_ops); ++i) {
+            const Op_t* o = &ops[i];
+            uint32_t s = o->slot;
+            if (o->kind == OP_CLEAR || o->kind == OP_CLOSE) {
+                /* Its blocks all go; their slots are only reused by a new
+                 * allocation, which sets them afresh. */
+                live -= rlive[o->region];
+                rlive[o->region] = 0;
+                if (pass)
+                    memset(count + (size_t)o->region * ncls, 0, ncls * sizeof *count);
+                continue;
+            }
+            if (o->kind == OP_FREE || o->kind == OP_RESIZE) {
+                uint64_t old = size[s];
+                live -= old;
+                rlive[reg[s]] -= old;
+                if (pass) {
+                    uint64_t f = floor_class(old ? old : 1, &pg);
+                    if (pg)
+                        count[(size_t)reg[s] * ncls + floor_index(f)] -= 1;
+                    else
+                        count[(size_t)reg[s] * ncls] -= f;
+                }
+                size[s] = 0;
+            }
+            if (o->kind == OP_ALLOC || o->kind == OP_RESIZE) {
+                uint64_t n = o->size;
+                size[s] = n;
+                reg[s] = o->region;
+                live += n;
+                rlive[o->region] += n;
+                if (pass) {
+                    uint64_t f = floor_class(n ? n : 1, &pg);
+                    if (pg)
+                        count[(size_t)o->region * ncls + floor_index(f)] += 1;
+                    else
+                        count[(size_t)o->region * ncls] += f;
+                }
+            }
+            if (!pass && live > peak) {
+                peak = live;
+                at = i;
+            }
+        }
+    }
+    uint64_t total = 0;
+    for (size_t r = 0; r < nreg; ++r) {
+        total += count[r * ncls];
+        for (size_t k = 1; k < ncls; ++k) {
+            uint64_t n = count[r * ncls + k];
+            if (!n)
+                continue;
+            uint64_t f = (uint64_t)k << 4;
+            (void)floor_class(f, &pg);
+            uint64_t per = pg / f; /* blocks per page (the first page of a segment
+                                    * holds a few less: ignored, in our favour) */
+            total += (n + per - 1) / per * pg;
+        }
+    }
+    munmap(size, H.n_slots * sizeof *size);
+    munmap(reg, H.n_slots * sizeof *reg);
+    munmap(rlive, nreg * sizeof *rlive);
+    munmap(count, nreg * ncls * sizeof *count);
+    return total;
+}
+
 static void load(const char* path)
 {
     trace_path = path;
@@ -736,7 +847,8 @@ static const char usage[] =
     "usage: vmreplay [--target best|last|pool|debug|profile|malloc] [--runs N] [--progress]\n"
     "                [--curve FILE] [--svg FILE [--at BYTES] [--row BYTES]] TRACE\n"
     "       vmreplay --convert OUT TRACE   write TRACE's binary form to OUT\n"
-    "       vmreplay --stats TRACE         print the trace summary (paper Table 1) only\n"
+    "       vmreplay --stats TRACE         print the trace summary (paper Table 1) and\n"
+    "                                      class_floor (below) only\n"
     "\n"
     "Replays the allocations, frees and resizes of TRACE (VMTRACE text format or the\n"
     "binary form) against an allocator and prints one line of key=value figures:\n"
@@ -750,7 +862,10 @@ static const char usage[] =
     "medians. --curve FILE writes 'op busy_bytes' (requested sizes) about 1000 times.\n"
     "--svg FILE draws the regions' arenas (busy blocks thick, segments thin, a colour\n"
     "per region) when live bytes first exceed --at BYTES (default 0), --row BYTES\n"
-    "per row (default 8192). Sizes take a k, m or g suffix.\n";
+    "per row (default 8192). Sizes take a k, m or g suffix.\n"
+    "class_floor: the least a heap of Vmbest's size classes and pages holds at the\n"
+    "trace's peak of live bytes, its live blocks packed without a hole (whole 32 or\n"
+    "64 KiB pages per class and region; blocks over 16 KiB at their size).\n";
 
 static uint64_t number(const char* opt, const char* s)
 {
@@ -861,8 +976,8 @@ int main(int argc, char** argv)
     const char* name = trace_name(trace);
     if (stats) {
         printf("trace=%s allocs=%" PRIu64 " frees=%" PRIu64 " resizes=%" PRIu64
-               " max_alloc=%" PRIu64 " max_busy=%" PRIu64 "\n",
-               name, H.allocs, H.frees, H.resizes, H.max_alloc, H.max_busy);
+               " max_alloc=%" PRIu64 " max_busy=%" PRIu64 " class_floor=%" PRIu64 "\n",
+               name, H.allocs, H.frees, H.resizes, H.max_alloc, H.max_busy, class_floor());
         return 0;
     }
     if (convert) {
