@@ -2,8 +2,9 @@
  * test_page.c — Vmbest's small-block layer (src/method/page.c) through the
  * public API: size classes, the O(1) rejections of bad addresses, the
  * per-thread caches (cross-thread frees, threads that come and go, vmclear
- * and vmclose with caches out), growth slack, and memory going back to the
- * system. The shadow-model test (test_best) covers the rest.
+ * and vmclose with caches out), growth slack, memory going back to the
+ * system, and thin pages (their free parts purged; alone and under
+ * threads). The shadow-model test (test_best) covers the rest.
  */
 #define _DEFAULT_SOURCE /* mincore */
 #define _POSIX_C_SOURCE 200809L
@@ -423,6 +424,123 @@ static void test_thin(void)
     CHECK(vmclose(vm) == 0, "vmclose");
 }
 
+/* Thin pages under threads: two workers allocate, free most of what they
+ * allocated (their pages thin out and go to the region), and hand the
+ * survivors to each other to free (frees to thin held pages take the
+ * lock), while a third thread sweeps the held pages with vmcompact over
+ * and over. Every block keeps its contents to the end; the region is
+ * intact and empty afterwards. (TSan runs this: the lock-free frees read a
+ * held page's owner, used count and purged eighths as the sweeps change
+ * them.) */
+#define TT_ROUNDS 40
+#define TT_N 2048
+#define TT_OUT (TT_N / 8 + 1)
+typedef struct {
+    Vmalloc_t* vm;
+    unsigned seed;
+    char* out[TT_OUT]; /* survivors for this worker to free, under tt_lock */
+    size_t nout;
+} Thinworker;
+static pthread_mutex_t tt_lock = PTHREAD_MUTEX_INITIALIZER;
+static Thinworker tt_w[2];
+static int tt_done;
+
+static void tt_fill(char* p, size_t n)
+{
+    for (size_t i = 0; i < n; ++i)
+        p[i] = (char)(((uintptr_t)p >> 4) + i);
+}
+
+/* Check the first n bytes of p's pattern, then free it. */
+static void tt_check_free(Vmalloc_t* vm, char* p, size_t n)
+{
+    for (size_t i = 0; i < n; ++i)
+        CHECK(p[i] == (char)(((uintptr_t)p >> 4) + i), "block %p changed at %zu", (void*)p, i);
+    CHECK(vmfree(vm, p) == 0, "vmfree of a live block");
+}
+
+static void* tt_worker(void* arg)
+{
+    Thinworker* w = arg;
+    Thinworker* other = &tt_w[w == &tt_w[0]];
+    static __thread char* b[TT_N];
+    static __thread size_t sz[TT_N];
+    for (int r = 0; r < TT_ROUNDS; ++r) {
+        for (size_t i = 0; i < TT_N; ++i) {
+            sz[i] = 16 + rand_r(&w->seed) % 497;
+            b[i] = vmalloc(w->vm, sz[i]);
+            CHECK(b[i], "vmalloc");
+            tt_fill(b[i], sz[i]);
+        }
+        /* One in eight survives, the rest is freed in a scrambled order. */
+        char* keep[TT_OUT];
+        size_t nkeep = 0;
+        for (size_t i = 0; i < TT_N; ++i) {
+            size_t j = (i * 617) % TT_N; /* 617 is prime: a permutation */
+            if (j % 8 == 0)
+                keep[nkeep++] = b[j];
+            else
+                tt_check_free(w->vm, b[j], sz[j]);
+        }
+        /* Trade: take what the other one left us, leave it ours (or free
+         * them here if it has not taken the last ones yet). */
+        pthread_mutex_lock(&tt_lock);
+        char* theirs[TT_OUT];
+        size_t ntheirs = w->nout;
+        memcpy(theirs, w->out, ntheirs * sizeof *theirs);
+        w->nout = 0;
+        int sent = nkeep <= TT_OUT - other->nout;
+        if (sent) {
+            memcpy(other->out + other->nout, keep, nkeep * sizeof *keep);
+            other->nout += nkeep;
+        }
+        pthread_mutex_unlock(&tt_lock);
+        if (!sent)
+            for (size_t i = 0; i < nkeep; ++i)
+                tt_check_free(w->vm, keep[i], 16);
+        for (size_t i = 0; i < ntheirs; ++i)
+            tt_check_free(w->vm, theirs[i], 16);
+    }
+    return NULL;
+}
+
+static void* tt_sweeper(void* arg)
+{
+    Vmalloc_t* vm = arg;
+    while (!__atomic_load_n(&tt_done, __ATOMIC_ACQUIRE)) {
+        CHECK(vmcompact(vm) == 0, "vmcompact");
+        Vmstat_t st;
+        CHECK(vmstat(vm, &st) == 0, "vmstat");
+    }
+    return NULL;
+}
+
+static void test_thin_threads(void)
+{
+    Vmalloc_t* vm = vmopen(Vmdcsystem, Vmbest, 0);
+    CHECK(vm, "vmopen");
+    pthread_t t[3];
+    for (int i = 0; i < 2; ++i) {
+        tt_w[i].vm = vm;
+        tt_w[i].seed = 12345u + (unsigned)i;
+        tt_w[i].nout = 0;
+    }
+    tt_done = 0;
+    CHECK(pthread_create(&t[2], NULL, tt_sweeper, vm) == 0, "pthread_create");
+    for (int i = 0; i < 2; ++i)
+        CHECK(pthread_create(&t[i], NULL, tt_worker, &tt_w[i]) == 0, "pthread_create");
+    for (int i = 0; i < 2; ++i)
+        CHECK(pthread_join(t[i], NULL) == 0, "pthread_join");
+    __atomic_store_n(&tt_done, 1, __ATOMIC_RELEASE);
+    CHECK(pthread_join(t[2], NULL) == 0, "pthread_join");
+    for (int i = 0; i < 2; ++i)
+        for (size_t j = 0; j < tt_w[i].nout; ++j)
+            tt_check_free(vm, tt_w[i].out[j], 16);
+    CHECK(vmdbcheck(vm) == 0, "region damaged by thin pages under threads");
+    CHECK(stat_of(vm).n_busy == 0, "blocks left: %zu", stat_of(vm).n_busy);
+    CHECK(vmclose(vm) == 0, "vmclose");
+}
+
 int main(void)
 {
     test_classes();
@@ -432,6 +550,7 @@ int main(void)
     test_close_with_caches();
     test_purge();
     test_thin();
+    test_thin_threads();
     printf("test_page: ok\n");
     return T_DONE();
 }
