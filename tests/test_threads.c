@@ -375,7 +375,7 @@ static void run_churn(int rounds)
 
 /* ---- walks while the blocks' users write them --------------------------- */
 
-/* A walk must tell a page's free blocks from its busy ones without reading a
+/* A walk (and vmaddr) must tell a page's free blocks from its busy ones without reading a
  * busy block, whose user may be writing it from any thread. The walking
  * thread reads the blocks of the pages no thread owns, and busy blocks get
  * there in two ways: their allocating thread ended (its pages are then held
@@ -458,6 +458,10 @@ static void run_walk_while_writing(void)
               "a walk while the blocks are written saw %ld busy blocks, not 5", n);
         n = 0;
         CHECK(vmwalk(NULL, count_visit, &n) == 0 && n >= 5, "vmwalk(NULL) saw %ld", n);
+        /* vmaddr answers for the same blocks without reading them either. */
+        for (int j = 0; j < 4; ++j)
+            CHECK(vmaddr(s.vm, s.held[j] + 40) == 40, "vmaddr in a held page's written block");
+        CHECK(vmaddr(s.vm, s.locked + 8) == 8, "vmaddr in the locked path's written block");
     }
     __atomic_store_n(&s.stop, 1, __ATOMIC_RELEASE);
     pthread_join(t, NULL);

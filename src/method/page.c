@@ -1579,7 +1579,25 @@ long pg_addr(Vmalloc_t* vm, Pgstate_t* pg, void* addr)
     if (i >= pg_bump(d))
         return -1;
     char* b = pg_block(d, (unsigned)i);
-    return pg_gone_at(d, b) || pg_is_free(pg, b) ? -1 : (char*)addr - b;
+    if (pg_gone_at(d, b))
+        return -1;
+    /* Never read the block itself: a busy block's user may be writing it
+     * from any thread. A page another thread owns changes under us: its
+     * carved blocks count as busy (as in vmwalk). Of the others (held, or
+     * ours) the free blocks are on the free list or xfree, whose blocks
+     * are free to read; a link that leads out of the page's blocks (a
+     * damaged list) ends the search, as does the cap on its length. */
+    Pgheap_t* owner = pg_owner(d);
+    if (owner && owner != pg_heap_mine(vm, pg))
+        return (char*)addr - b;
+    void* lists[2] = {d->free, __atomic_load_n(&d->xfree, __ATOMIC_ACQUIRE)};
+    for (int l = 0; l < 2; ++l) {
+        unsigned n = 0;
+        for (void* f = lists[l]; f && n <= d->cap && pg_index(d, f) >= 0; f = *(void**)f, ++n)
+            if (f == b)
+                return -1;
+    }
+    return (char*)addr - b;
 }
 
 void pg_clear(Vmalloc_t* vm, Pgstate_t* pg)
