@@ -70,8 +70,9 @@
  * heap list are guarded by the region lock. An owned page's free list,
  * used count and carving belong to its owner; other threads read only its
  * descriptor's fixed fields and relaxed counts (vmstat), and a held page's
- * gone mask (changed under the lock) to refuse a free of a purged block. vmclear empties
- * every heap (clearing a region while other threads use it is an error).
+ * gone mask (changed under the lock) to refuse a free of a purged block.
+ * vmclear empties every heap (clearing a region while other threads use it
+ * is an error).
  * vm_cache_lock (the core's) guards the creation and death of heaps; it is
  * taken before a region lock, never after (a thread holding a region lock
  * only tries it).
@@ -298,11 +299,16 @@ static inline unsigned pg_bump(const Pgpage_t* d) { return __atomic_load_n(&d->b
 #define PG_UNITS 8
 static inline unsigned pg_ushift(const Pgpage_t* d) { return PG_SHIFT - 3 + d->kind; }
 static inline unsigned pg_gone(const Pgpage_t* d) { return __atomic_load_n(&d->gone, __ATOMIC_RELAXED); }
+/* The unit of d that address p lies in. */
+static inline unsigned pg_unit_of(const Pgpage_t* d, const void* p)
+{
+    return (unsigned)(((uintptr_t)p & d->mask) >> pg_ushift(d));
+}
 /* Is the block starting at p, in d, in a purged unit (free, on no list)? */
 static inline int pg_gone_at(const Pgpage_t* d, const void* p)
 {
     unsigned g = pg_gone(d);
-    return g && (g >> (((uintptr_t)p & d->mask) >> pg_ushift(d)) & 1);
+    return g && (g >> pg_unit_of(d, p) & 1);
 }
 /* The first block of d starting at or after offset off of the page. */
 static inline unsigned pg_first_at(const Pgpage_t* d, size_t off)
@@ -736,9 +742,10 @@ static void pg_map_gone(const Pgpage_t* d, unsigned bump, uint64_t* map)
         }
 }
 
-/* Held page d is to hand out blocks: the blocks of its purged units go back
- * on its free list, in address order (writing their keys faults them in
- * again, as their use would). Locked. */
+/* Held page d is to hand out blocks (pg_held_room, the only way to a held
+ * page's blocks and to its ownership): the blocks of its purged units go
+ * back on its free list, in address order (writing their keys faults them
+ * in again, as their use would), and it ages afresh. Locked. */
 static void pg_relink(const Pgstate_t* pg, Pgpage_t* d)
 {
     unsigned g = pg_gone(d), bump = pg_bump(d), lo, hi;
@@ -790,7 +797,7 @@ static void pg_sweep(Pgstate_t* pg, Pgpage_t* d)
     g |= fresh;
     for (void** pp = &d->free; *pp;) {
         void* b = *pp;
-        if (g >> (((uintptr_t)b & d->mask) >> sh) & 1)
+        if (g >> pg_unit_of(d, b) & 1)
             *pp = *(void**)b;
         else
             pp = (void**)b;
@@ -877,33 +884,36 @@ static void* pg_take(Vmalloc_t* vm, Pgstate_t* pg, unsigned k)
         }
         pg_set_used(d, pg_used(d) + 1);
         pg_count(vm, 1, d->bsize);
-        d->state = PG_ACTIVE;
         return b;
     }
 }
 
-int pg_age(Vmalloc_t* vm, Pgstate_t* pg)
+/* One step of the held pages' ageing (collected first): those quiet since
+ * the previous step are swept, the others now count as quiet; all: every
+ * one not swept since its last change is swept now (vmcompact). 1 if some
+ * wait for a later step. Locked. */
+static int pg_age_held(Pgstate_t* pg, int all)
 {
-    /* Held pages: collected; those quiet for a whole step swept. */
     int wait = 0;
     for (unsigned k = 0; k < PG_NCLASS; ++k)
-        for (Pgpage_t *d = pg->partial[k], *next; d; d = next) {
-            next = d->next;
-            pg_collect_held(vm, pg, d);
-            /* An emptied page may take its segment with it: not looked at
-             * again. The only held page of its class stays (and ages). */
-            if (pg_used(d) == 0 && !(pg->partial[k] == d && !next)) {
-                pg_held_emptied(vm, pg, d, 1);
+        for (Pgpage_t* d = pg->partial[k]; d; d = d->next) {
+            if (d->state == PG_SWEPT)
                 continue;
-            }
-            if (d->state == PG_ACTIVE) {
+            if (d->state == PG_ACTIVE && !all) {
                 d->state = PG_AGED;
                 wait = 1;
-            } else if (d->state == PG_AGED) {
-                pg_sweep(pg, d);
-                d->state = PG_SWEPT;
+                continue;
             }
+            pg_sweep(pg, d);
+            d->state = PG_SWEPT;
         }
+    return wait;
+}
+
+int pg_age(Vmalloc_t* vm, Pgstate_t* pg)
+{
+    pg_collect_all_held(vm, pg, 0);
+    int wait = pg_age_held(pg, 0);
     for (unsigned kind = 0; kind < 2; ++kind) {
         Pgkind_t* pk = &pg->kind[kind];
         pg_purge_to(pg, kind, pk->ndirty - pk->nold);
@@ -958,7 +968,6 @@ static void pg_q_rotate(Pgheap_t* c, unsigned k)
 static void pg_own(Vmalloc_t* vm, Pgheap_t* c, Pgpage_t* d)
 {
     pg_count(vm, (long)(d->cap - pg_used(d)), d->bsize);
-    d->state = PG_ACTIVE;
     __atomic_store_n(&d->owner, c, __ATOMIC_RELAXED);
     pg_q_push(c, d->cls, d);
 }
@@ -1187,8 +1196,8 @@ static inline void* pg_heap_pop(Vmalloc_t* vm, Pgheap_t* c, unsigned k)
 /* p, a busy block of page d, freed by a thread that does not own d: onto
  * its xfree, keyed key; but to a thin held page under the lock, so that
  * the page empties at its last block (as it did while its owner freed to
- * it) instead of waiting for a collection. At most an eighth of a page's
- * blocks, once per hand-over, take the lock. */
+ * it) instead of waiting for a collection. At most PG_THIN frees per
+ * hand-over take the lock. */
 __attribute__((noinline)) static void pg_give_other(Vmalloc_t* vm, Pgpage_t* d, void* p,
                                                      uint64_t key)
 {
@@ -1585,19 +1594,16 @@ long pg_addr(Vmalloc_t* vm, Pgstate_t* pg, void* addr)
      * from any thread. A page another thread owns changes under us: its
      * carved blocks count as busy (as in vmwalk). Of the others (held, or
      * ours) the free blocks are on the free list or xfree, whose blocks
-     * are free to read; a link that leads out of the page's blocks (a
-     * damaged list) ends the search, as does the cap on its length. */
+     * are free to read (as vmwalk reads them: a damaged list's tail counts
+     * busy). */
     Pgheap_t* owner = pg_owner(d);
     if (owner && owner != pg_heap_mine(vm, pg))
         return (char*)addr - b;
-    void* lists[2] = {d->free, __atomic_load_n(&d->xfree, __ATOMIC_ACQUIRE)};
-    for (int l = 0; l < 2; ++l) {
-        unsigned n = 0;
-        for (void* f = lists[l]; f && n <= d->cap && pg_index(d, f) >= 0; f = *(void**)f, ++n)
-            if (f == b)
-                return -1;
-    }
-    return (char*)addr - b;
+    uint64_t map[(PG_SIZE / 16 + 63) / 64];
+    memset(map, 0, sizeof map);
+    (void)pg_check_list(pg, d, d->free, pg_bump(d), map);
+    (void)pg_check_list(pg, d, __atomic_load_n(&d->xfree, __ATOMIC_ACQUIRE), pg_used(d), map);
+    return map[i >> 6] >> (i & 63) & 1 ? -1 : (char*)addr - b;
 }
 
 void pg_clear(Vmalloc_t* vm, Pgstate_t* pg)
@@ -1669,11 +1675,7 @@ void pg_compact(Vmalloc_t* vm, Pgstate_t* pg)
     if (pg->trust && pg->trust != c)
         pg_disown(vm, pg, pg->trust);
     pg_collect_all_held(vm, pg, 1);
-    for (unsigned k = 0; k < PG_NCLASS; ++k)
-        for (Pgpage_t* d = pg->partial[k]; d; d = d->next) {
-            pg_sweep(pg, d);
-            d->state = PG_SWEPT;
-        }
+    (void)pg_age_held(pg, 1);
     pg_purge_to(pg, 0, 0);
     pg_purge_to(pg, 1, 0);
     pg_release_empty(vm, pg);
@@ -1727,8 +1729,9 @@ void pg_stat_seg(Vmalloc_t* vm, Pgstate_t* pg, Vmseg_t* seg, Vmstat_t* st)
 }
 
 /* Walk the list at b, blocks of d: each a carved block, keyed as free, in
- * no purged unit, not met before (map). The number of blocks, or SIZE_MAX if one is wrong or
- * there are more than max; the blocks met before a wrong one stay marked. */
+ * no purged unit, not met before (map). The number of blocks, or SIZE_MAX
+ * if one is wrong or there are more than max; the blocks met before a
+ * wrong one stay marked. */
 static size_t pg_check_list(const Pgstate_t* pg, const Pgpage_t* d, void* b, size_t max,
                             uint64_t* map)
 {
