@@ -367,13 +367,10 @@ static void mal_configure(void)
 static int mal_state;
 
 /* May this call take Vmbest's direct entries (vmhdr.h)? Not before the
- * environment is read, nor while anything is traced, a VMFL note waits on
- * this thread, or new blocks go to scoped heaps: the general path sorts
- * those out (and may still go lock-free). */
-static inline int mal_fast_now(void)
-{
-    return __atomic_load_n(&vm_malloc_slow, __ATOMIC_ACQUIRE) == 0 && !vm_fl_pending();
-}
+ * environment is read, nor while anything is traced, new blocks go to
+ * scoped heaps, or once the program has noted a call's file and line
+ * (VMFL): the general path sorts those out (and may still go lock-free). */
+static inline int mal_fast_now(void) { return __atomic_load_n(&vm_malloc_slow, __ATOMIC_ACQUIRE) == 0; }
 
 static void* mal_malloc_slow(size_t n, void* caller);
 static void mal_free_slow(void* p, void* caller);

@@ -453,7 +453,7 @@ Vmalloc_t* vm_scope_region(Vmalloc_t* dflt);
 /* Why malloc cannot take Vmbest's direct entries now, a bit per reason (0:
  * it can): malloc reads one word per call instead of one per reason. A bit
  * set while its reason is gone only costs speed. (region.c) */
-enum { VM_SLOW_INIT = 1, VM_SLOW_TRACE = 2, VM_SLOW_SCOPE = 4 };
+enum { VM_SLOW_INIT = 1, VM_SLOW_TRACE = 2, VM_SLOW_SCOPE = 4, VM_SLOW_FL = 8 };
 extern VM_HIDDEN int vm_malloc_slow; /* read by every malloc and free: hidden, one load */
 static inline void vm_malloc_slow_set(int why, int on)
 {

@@ -269,10 +269,13 @@ static int pg_map_set(char* first, unsigned kind, size_t j, int on)
 
 /* ---- blocks ------------------------------------------------------------- */
 
-static inline uint64_t pg_hash(uint64_t key, const void* p)
-{
-    return (((uint64_t)(uintptr_t)p ^ key) * 0x9E3779B97F4A7C15ull) | 1;
-}
+/* The key of the free block at p. The secret has its top and bottom bits
+ * set (pg_rekey), so a key is odd (never the 0 a busy block's word 1 gets,
+ * nor the zeros of a purged one) and never a user-space pointer, which is
+ * what word 1 of a busy block most often holds. A multiply would add
+ * nothing: it is invertible, so one key read after a free gives the secret
+ * either way; the xor spares 3 instructions on each malloc and free. */
+static inline uint64_t pg_hash(uint64_t key, const void* p) { return (uint64_t)(uintptr_t)p ^ key; }
 
 static inline uint64_t pg_key(const Pgstate_t* pg, const void* p) { return pg_hash(pg->key, p); }
 
@@ -926,9 +929,14 @@ int pg_age(Vmalloc_t* vm, Pgstate_t* pg)
 /* ---- thread heaps ----------------------------------------------------------- */
 
 static __thread Pgheap_t* pg_tls_first __attribute__((tls_model("initial-exec")));
+/* What pg_tls_malloc is when the thread has no heap for malloc: a heap of
+ * no region (vm NULL), which owns no page, so that malloc and free need no
+ * test for NULL. Never written. */
+static Pgheap_t pg_noheap;
 /* The thread's heap of the region the malloc interface used last (one of
- * its list, never a VM_TRUST region's): its calls reach it with one load. */
-static __thread Pgheap_t* pg_tls_malloc __attribute__((tls_model("initial-exec")));
+ * its list, never a VM_TRUST region's), or &pg_noheap: its calls reach it
+ * with one load. */
+static __thread Pgheap_t* pg_tls_malloc __attribute__((tls_model("initial-exec"))) = &pg_noheap;
 static __thread int pg_tls_state __attribute__((tls_model("initial-exec"))); /* 1: key set; 2: exiting */
 static pthread_key_t pg_tc_key;
 static pthread_once_t pg_tc_once = PTHREAD_ONCE_INIT;
@@ -1003,7 +1011,7 @@ static void pg_thread_exit(void* arg)
 {
     (void)arg;
     pg_tls_state = 2;
-    pg_tls_malloc = NULL;
+    pg_tls_malloc = &pg_noheap;
     pthread_mutex_lock(&vm_cache_lock);
     Pgheap_t* c = pg_tls_first;
     pg_tls_first = NULL;
@@ -1081,7 +1089,7 @@ __attribute__((noinline)) static Pgheap_t* pg_heap_find(Vmalloc_t* vm, Pgstate_t
         if (!cv) { /* its region was closed: nobody else knows it now */
             *pp = c->tnext;
             if (c == pg_tls_malloc)
-                pg_tls_malloc = NULL;
+                pg_tls_malloc = &pg_noheap;
             (void)vm_os_unmap(c, c->mapsize);
             continue;
         }
@@ -1116,10 +1124,17 @@ static Pgheap_t* pg_heap_mine(Vmalloc_t* vm, Pgstate_t* pg)
     return NULL;
 }
 
+/* The region of heap c as a fast path may read it: set before c is
+ * published, cleared (NULL) when the region closes. */
+static inline Vmalloc_t* pg_heap_vm_relaxed(const Pgheap_t* c)
+{
+    return __atomic_load_n(&c->vm, __ATOMIC_RELAXED);
+}
+
 /* c if it is a heap of vm (c may be NULL, or a dead heap), else NULL. */
 static inline Pgheap_t* pg_heap_if(Pgheap_t* c, const Vmalloc_t* vm)
 {
-    return c && __atomic_load_n(&c->vm, __ATOMIC_RELAXED) == vm ? c : NULL;
+    return c && pg_heap_vm_relaxed(c) == vm ? c : NULL;
 }
 
 static inline Pgheap_t* pg_heap(Vmalloc_t* vm, Pgstate_t* pg)
@@ -1215,6 +1230,20 @@ __attribute__((noinline)) static void pg_give_other(Vmalloc_t* vm, Pgpage_t* d, 
     pg_xpush(d, p);
 }
 
+/* p, a busy block of page d that heap c owns, onto d's free list, keyed
+ * key; a page left thin goes back to the region. */
+static inline void pg_own_push(Pgheap_t* c, Pgpage_t* d, void* p, uint64_t key)
+{
+    ((uint64_t*)p)[1] = key;
+    ((void**)p)[0] = d->free;
+    d->free = p;
+    unsigned used = d->used - 1u;
+    pg_set_used(d, used);
+    /* One compare for the common case: pg_thin(d) <= PG_THIN. */
+    if (__builtin_expect(used <= PG_THIN, 0) && (used == 0 || used == pg_thin(d)))
+        pg_thinned(d->vm, c, d);
+}
+
 /* p, a busy block of page d keyed key, freed by heap c: onto d's free list
  * if c owns d, else onto its xfree. */
 static inline void pg_heap_give(Vmalloc_t* vm, Pgheap_t* c, Pgpage_t* d, void* p, uint64_t key)
@@ -1223,14 +1252,30 @@ static inline void pg_heap_give(Vmalloc_t* vm, Pgheap_t* c, Pgpage_t* d, void* p
         pg_give_other(vm, d, p, key);
         return;
     }
-    ((uint64_t*)p)[1] = key;
-    ((void**)p)[0] = d->free;
-    d->free = p;
-    unsigned used = d->used - 1u;
-    pg_set_used(d, used);
-    /* One compare for the common case: pg_thin(d) <= PG_THIN. */
-    if (__builtin_expect(used <= PG_THIN, 0) && (used == 0 || used == pg_thin(d)))
-        pg_thinned(vm, c, d);
+    pg_own_push(c, d, p, key);
+}
+
+/* Free p for heap c, the owner of p's page d (the page map's): 0, or 1 if
+ * p is not a busy block there (the caller's general path decides and
+ * reports). The owner's fast path: an owned page is active in c's region
+ * (d->vm needs no check) and has no purged blocks (pg_relink), so only the
+ * block index and the key are checked. */
+static inline int pg_own_free(Pgheap_t* c, Pgpage_t* d, void* p)
+{
+    uint64_t key = pg_hash(c->key, p);
+    if (__builtin_expect(pg_index(d, p) < 0 || ((const uint64_t*)p)[1] == key, 0))
+        return 1;
+    pg_own_push(c, d, p, key);
+    return 0;
+}
+
+/* Is d (or NULL) a page of vm that heap c, the thread's (not NULL: a held
+ * page's owner is NULL), owns? Reads d's owner, which becomes c, or stops
+ * being c, only by c's thread. c may be another region's heap, a dead one
+ * or pg_noheap: then it owns no page. */
+static inline int pg_owns(const Pgheap_t* c, const Pgpage_t* d, const Vmalloc_t* vm)
+{
+    return __builtin_expect(d != NULL && pg_owner(d) == c && d->vm == vm, 1);
 }
 
 /* The key p, in vm's page d, gets when heap c frees it; 0 if p is not a
@@ -1350,28 +1395,33 @@ void* pg_fastallocf(Vmalloc_t* vm, size_t size, size_t align)
     return pg_heap_pop(vm, c, pg_class(size));
 }
 
-/* The page of p if it is an active page of vm, else NULL: the first half
- * of both lock-free frees. */
-static inline Pgpage_t* pg_free_page(Vmalloc_t* vm, void* p)
+/* The page of p, or NULL: the first step of both lock-free frees, which
+ * then ask whether the thread's heap owns it (pg_owns). */
+static inline Pgpage_t* pg_free_page(void* p)
 {
     /* The key check reads p's line, a cache miss for a block freed long
      * after its last use: start fetching it while the page is looked up (a
      * prefetch of a bad address is harmless). */
     __builtin_prefetch(p, 1);
-    Pgpage_t* d = pg_page_of(p);
-    /* d->vm is set only while the page is active (pg_check verifies it). */
-    return __builtin_expect(d && d->vm == vm, 1) ? d : NULL;
+    return pg_page_of(p);
+}
+
+/* pg_fastfreef when the thread's first heap does not own p's page d. */
+__attribute__((noinline)) static int pg_free_other(Vmalloc_t* vm, Pgpage_t* d, void* p)
+{
+    if (!d || d->vm != vm)
+        return 1;
+    Pgheap_t* c = pg_heap_if(pg_tls_first, vm);
+    return c ? pg_heap_push(vm, c, d, p) : pg_free_find(vm, d, p);
 }
 
 int pg_fastfreef(Vmalloc_t* vm, void* p)
 {
-    Pgpage_t* d = pg_free_page(vm, p);
-    if (__builtin_expect(!d, 0))
-        return 1;
-    Pgheap_t* c = pg_heap_if(pg_tls_first, vm);
-    if (__builtin_expect(!c, 0))
-        return pg_free_find(vm, d, p);
-    return pg_heap_push(vm, c, d, p);
+    Pgpage_t* d = pg_free_page(p);
+    Pgheap_t* c = pg_tls_first;
+    if (__builtin_expect(c != NULL, 1) && pg_owns(c, d, vm))
+        return pg_own_free(c, d, p);
+    return pg_free_other(vm, d, p);
 }
 
 /* ---- the malloc interface's entries (vmhdr.h) ---------------------------- */
@@ -1434,8 +1484,8 @@ __attribute__((noinline)) static void* pg_malloc_dry(size_t size, void* caller, 
 
 void* vm_best_malloc(size_t size, void* caller, Vmalloc_t* vm)
 {
-    Pgheap_t* c = pg_heap_if(pg_tls_malloc, vm);
-    if (__builtin_expect(c == NULL || size > PG_MAXCLASS, 0))
+    Pgheap_t* c = pg_tls_malloc; /* never NULL */
+    if (__builtin_expect(pg_heap_vm_relaxed(c) != vm || size > PG_MAXCLASS, 0))
         return pg_malloc_slow(size, caller, vm);
     /* pg_heap_pop, with pg_malloc_dry for its slow half. */
     unsigned k = pg_class(size);
@@ -1443,19 +1493,35 @@ void* vm_best_malloc(size_t size, void* caller, Vmalloc_t* vm)
     return __builtin_expect(b != NULL, 1) ? b : pg_malloc_dry(size, caller, vm, c, k);
 }
 
-void vm_best_free(void* p, void* caller, Vmalloc_t* vm)
+/* vm_best_free when the thread's malloc heap does not own p's page d: a
+ * page of another thread or held (p goes to xfree, or under the lock), or
+ * of another region, or no page. */
+__attribute__((noinline)) static void pg_free_malloc_other(void* p, void* caller, Vmalloc_t* vm,
+                                                           Pgpage_t* d)
 {
-    Pgpage_t* d = pg_free_page(vm, p);
-    if (__builtin_expect(!d, 0)) {
+    /* d->vm is set only while the page is active (pg_check verifies it). */
+    if (!d || d->vm != vm) {
         vm_free_else(p, caller);
         return;
     }
     Pgheap_t* c = pg_heap_if(pg_tls_malloc, vm);
-    if (__builtin_expect(!c, 0)) {
+    if (!c) {
         pg_free_malloc_find(p, caller, vm, d);
         return;
     }
     pg_free_else(vm, c, d, p, caller);
+}
+
+void vm_best_free(void* p, void* caller, Vmalloc_t* vm)
+{
+    Pgpage_t* d = pg_free_page(p);
+    Pgheap_t* c = pg_tls_malloc;
+    if (pg_owns(c, d, vm)) {
+        if (__builtin_expect(pg_own_free(c, d, p) != 0, 0))
+            vm_free_else(p, caller);
+        return;
+    }
+    pg_free_malloc_other(p, caller, vm, d);
 }
 
 /* Blocks that grow past this leave the pages for a best-fit block, which
@@ -1505,7 +1571,7 @@ int pg_grows_out(size_t old, size_t want) { return want > old && want > PG_GROW_
  * are gone: a cleared region's, or none yet). */
 static void pg_rekey(Pgstate_t* pg)
 {
-    pg->key = vm_os_random();
+    pg->key = vm_os_random() | 1 | (uint64_t)1 << 63; /* see pg_hash */
     for (Pgheap_t* c = pg->heaps; c; c = c->rnext)
         c->key = pg->key;
 }
