@@ -1278,6 +1278,16 @@ static inline int pg_owns(const Pgheap_t* c, const Pgpage_t* d, const Vmalloc_t*
     return __builtin_expect(d != NULL && pg_owner(d) == c && d->vm == vm, 1);
 }
 
+/* Is p, in page d (the page map's, or NULL), a busy block of vm, asked by
+ * the thread's heap c of vm? On c's own page the owner's test suffices
+ * (see pg_own_free). */
+static inline int pg_busy_for(Vmalloc_t* vm, Pgheap_t* c, Pgpage_t* d, const void* p)
+{
+    if (pg_owns(c, d, vm))
+        return pg_index(d, p) >= 0 && ((const uint64_t*)p)[1] != pg_hash(c->key, p);
+    return d && pg_busy(vm, c->pg, d, p);
+}
+
 /* The key p, in vm's page d, gets when heap c frees it; 0 if p is not a
  * busy block there (not a block's start, never carved, or already free:
  * the locked path decides and reports). Keys are odd. */
@@ -1524,16 +1534,12 @@ void vm_best_free(void* p, void* caller, Vmalloc_t* vm)
     pg_free_malloc_other(p, caller, vm, d);
 }
 
-/* Blocks that grow past this leave the pages for a best-fit block, which
- * can then grow in place. */
-#define PG_GROW_OUT PG_MAXSMALL
-
 /* The resize of p, a busy block of vm, with the thread's heap c of vm
  * (see fastresizef). */
 static inline void* pg_resize_in(Vmalloc_t* vm, Pgheap_t* c, void* p, size_t size)
 {
     Pgpage_t* d = pg_page_of(p);
-    if (!d || !pg_busy(vm, c->pg, d, p))
+    if (!pg_busy_for(vm, c, d, p))
         return NULL;
     size_t old = d->bsize;
     if (pg_resize_stays(old, size))
@@ -1562,8 +1568,6 @@ void* vm_best_realloc(Vmalloc_t* vm, void* p, size_t size)
         return NULL;
     return pg_resize_in(vm, c, p, size);
 }
-
-int pg_grows_out(size_t old, size_t want) { return want > old && want > PG_GROW_OUT; }
 
 /* ---- locked entry points --------------------------------------------------- */
 

@@ -143,8 +143,9 @@ int pg_fastfreef(Vmalloc_t* vm, void* p);
 /* A realloc-style resize of a small block of vm, or NULL: ask the locked path. */
 void* pg_fastresizef(Vmalloc_t* vm, void* p, size_t size);
 /* Does a small block of old bytes growing to want leave the pages (for a
- * best-fit block, which can grow in place)? */
-int pg_grows_out(size_t old, size_t want);
+ * best-fit block, which can grow in place)? Past PG_GROW_OUT it does. */
+#define PG_GROW_OUT PG_MAXSMALL
+static inline int pg_grows_out(size_t old, size_t want) { return want > old && want > PG_GROW_OUT; }
 
 /* The resize policy for a small block of old usable bytes asked for size:
  * it stays while the size fits and is more than half of it (or the block is
