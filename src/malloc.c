@@ -370,7 +370,10 @@ static int mal_state;
  * environment is read, nor while anything is traced, new blocks go to
  * scoped heaps, or once the program has noted a call's file and line
  * (VMFL): the general path sorts those out (and may still go lock-free). */
-static inline int mal_fast_now(void) { return __atomic_load_n(&vm_malloc_slow, __ATOMIC_ACQUIRE) == 0; }
+static inline int mal_fast_now(void)
+{
+    return (__atomic_load_n(&vm_malloc_slow, __ATOMIC_ACQUIRE) & VM_SLOW_MALLOC) == 0;
+}
 
 static void* mal_malloc_slow(size_t n, void* caller);
 static void mal_free_slow(void* p, void* caller);

@@ -450,10 +450,20 @@ int vm_profile_write(Vmalloc_t* vm, int fd);
 extern int vm_scope_malloc;
 Vmalloc_t* vm_scope_region(Vmalloc_t* dflt);
 
-/* Why malloc cannot take Vmbest's direct entries now, a bit per reason (0:
- * it can): malloc reads one word per call instead of one per reason. A bit
- * set while its reason is gone only costs speed. (region.c) */
-enum { VM_SLOW_INIT = 1, VM_SLOW_TRACE = 2, VM_SLOW_SCOPE = 4, VM_SLOW_FL = 8 };
+/* Why a call cannot take a lock-free path without a closer look, a bit per
+ * reason: malloc reads one word per call instead of one per reason, and so
+ * do the region entries (region.c), each under its own mask. malloc takes
+ * Vmbest's direct entries only when no bit of VM_SLOW_MALLOC is set; a
+ * region call takes its method's lock-free path at once when no bit of
+ * VM_SLOW_REGION is, and otherwise after looking at the region and the
+ * thread (tracing, a VMFL note). A bit set while its reason is gone only
+ * costs speed; VM_SLOW_FL (a -DVMFL note was seen) and VM_SLOW_SITES (a
+ * Vmdebug or Vmprofile region exists: callers are noted) stay set. */
+enum { VM_SLOW_INIT = 1, VM_SLOW_TRACE = 2, VM_SLOW_SCOPE = 4, VM_SLOW_FL = 8, VM_SLOW_SITES = 16 };
+enum {
+    VM_SLOW_MALLOC = VM_SLOW_INIT | VM_SLOW_TRACE | VM_SLOW_SCOPE | VM_SLOW_FL,
+    VM_SLOW_REGION = VM_SLOW_TRACE | VM_SLOW_FL | VM_SLOW_SITES
+};
 extern VM_HIDDEN int vm_malloc_slow; /* read by every malloc and free: hidden, one load */
 static inline void vm_malloc_slow_set(int why, int on)
 {
