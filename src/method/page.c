@@ -1495,10 +1495,17 @@ __attribute__((noinline)) static void* pg_malloc_dry(size_t size, void* caller, 
 void* vm_best_malloc(size_t size, void* caller, Vmalloc_t* vm)
 {
     Pgheap_t* c = pg_tls_malloc; /* never NULL */
-    if (__builtin_expect(pg_heap_vm_relaxed(c) != vm || size > PG_MAXCLASS, 0))
+    if (__builtin_expect(pg_heap_vm_relaxed(c) != vm, 0))
+        return pg_malloc_slow(size, caller, vm);
+    /* pg_class, with the common sizes tested against the table's end only. */
+    unsigned k;
+    if (__builtin_expect(size <= PG_TABMAX, 1))
+        k = pg_class_tab[(size + 15) >> 4];
+    else if (size <= PG_MAXCLASS)
+        k = pg_class_of(size);
+    else
         return pg_malloc_slow(size, caller, vm);
     /* pg_heap_pop, with pg_malloc_dry for its slow half. */
-    unsigned k = pg_class(size);
     void* b = pg_heap_take(c, k);
     return __builtin_expect(b != NULL, 1) ? b : pg_malloc_dry(size, caller, vm, c, k);
 }
