@@ -434,13 +434,6 @@ static inline void* mal_alloc(Vmalloc_t* vm, size_t n)
     return vm->meth == &vm_pool_method ? vmalloc(vm, n) : vmalign(vm, n, VM_ALIGN);
 }
 
-/* The method's lock-free path when the call may take it (as the core
- * decides in region.c): here it saves a call layer on the hottest path. */
-static inline int mal_fast_ok(const Vmalloc_t* vm)
-{
-    return vm->meth->fastallocf && !vm_fl_pending() && !vm_tracing(vm);
-}
-
 /* Where a new block goes: vm, or with vmscope_malloc(1) the calling thread's
  * current sub-heap (scope.c). One branch on a global when it is off. */
 static inline Vmalloc_t* mal_target(Vmalloc_t* vm)
@@ -453,7 +446,7 @@ static inline Vmalloc_t* mal_target(Vmalloc_t* vm)
 __attribute__((noinline)) static void* mal_malloc_slow(size_t n, void* caller)
 {
     Vmalloc_t* vm = mal_target(mal_region());
-    if (mal_fast_ok(vm)) {
+    if (vm_fast_ok(vm)) {
         void* p = vm->meth->fastallocf(vm, n, 0);
         if (p)
             return p;
@@ -480,7 +473,7 @@ static inline int mal_bestlike(const Vmalloc_t* vm)
 __attribute__((noinline)) static void mal_free_slow(void* p, void* caller)
 {
     Vmalloc_t* vm = mal_region();
-    if (p && mal_fast_ok(vm) && vm->meth->fastfreef(vm, p) == 0)
+    if (p && vm_fast_ok(vm) && vm->meth->fastfreef(vm, p) == 0)
         return;
     const char* file;
     int line;

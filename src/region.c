@@ -70,24 +70,6 @@ static void vm_zero_tail(Vmalloc_t* vm, void* p, long from)
         memset((char*)p + from, 0, (size_t)(to - from));
 }
 
-/* May this call take the method's lock-free path? Not when it is traced or
- * carries a VMFL note: those go the locked way, which records them. The
- * entries ask vm_fast_now first, one word for every reason there may be;
- * this closer look is for when one bit of it is set. */
-static inline int vm_fast_ok(const Vmalloc_t* vm)
-{
-    return vm->meth->fastallocf && !vm_fl_pending() && !vm_tracing(vm);
-}
-
-/* Nothing is traced, no VMFL note was ever made and no caller is noted:
- * every call may take its method's lock-free path, and a call it serves
- * leaves nothing to record (vm_served and vm_caller_forget have nothing
- * to do). */
-static inline int vm_fast_now(void)
-{
-    return __builtin_expect((__atomic_load_n(&vm_malloc_slow, __ATOMIC_RELAXED) & VM_SLOW_REGION) == 0, 1);
-}
-
 /* The call site of the call about to reach the method (region locked). */
 static inline void vm_site(Vmalloc_t* vm, const char* file, int line, void* caller)
 {
@@ -157,31 +139,22 @@ static inline void* vm_served(void* p)
     return p;
 }
 
-/* The rest of vmalloc, out of line so that the lock-free half saves no
- * registers: the lock-free path after a closer look, when vm_fast_now said
- * no (tried: it was taken already, and declined), then the locked one. */
-__attribute__((noinline)) static void* vm_alloc_slow(Vmalloc_t* vm, size_t size, void* caller,
-                                                     int tried)
+/* The locked half of vmalloc, out of line so that the lock-free half saves
+ * no registers. */
+__attribute__((noinline)) static void* vm_alloc_slow(Vmalloc_t* vm, size_t size, void* caller)
 {
-    if (!tried && vm && vm_fast_ok(vm)) {
-        void* p = vm->meth->fastallocf(vm, size, 0);
-        if (p)
-            return vm_served(p);
-    }
     vm_caller_here(caller);
     return vm_alloc_call(vm, size, 0, 0);
 }
 
 void* vmalloc(Vmalloc_t* vm, size_t size)
 {
-    int tried = 0;
-    if (__builtin_expect(vm != NULL, 1) && vm_fast_now() && vm->meth->fastallocf) {
+    if (__builtin_expect(vm != NULL, 1) && vm_fast_ok(vm)) {
         void* p = vm->meth->fastallocf(vm, size, 0);
         if (__builtin_expect(p != NULL, 1))
-            return p;
-        tried = 1;
+            return vm_served(p);
     }
-    return vm_alloc_slow(vm, size, __builtin_return_address(0), tried);
+    return vm_alloc_slow(vm, size, __builtin_return_address(0));
 }
 
 void* vmalign(Vmalloc_t* vm, size_t size, size_t align)
@@ -233,11 +206,7 @@ static int vm_free_call(Vmalloc_t* vm, void* block, int announce)
 /* The method's lock-free free; 1 when it served the call. */
 static inline int vm_free_fast(Vmalloc_t* vm, void* block)
 {
-    if (!vm || !block)
-        return 0;
-    if (vm_fast_now())
-        return vm->meth->fastfreef && vm->meth->fastfreef(vm, block) == 0;
-    if (!vm_fast_ok(vm) || vm->meth->fastfreef(vm, block) != 0)
+    if (!vm || !block || !vm_fast_ok(vm) || vm->meth->fastfreef(vm, block) != 0)
         return 0;
     vm_caller_forget();
     return 1;

@@ -473,6 +473,20 @@ static inline void vm_malloc_slow_set(int why, int on)
         (void)__atomic_and_fetch(&vm_malloc_slow, ~why, __ATOMIC_ACQ_REL);
 }
 
+/* May a call on vm take its method's lock-free path? Not when it is traced
+ * or carries a VMFL note: those go the locked way, which records them. One
+ * load of vm_malloc_slow answers for every region while none of its
+ * VM_SLOW_REGION bits is set; only then are the thread's note and the
+ * region's tracing looked at. (region.c's entries, malloc's general path.) */
+static inline int vm_fast_ok(const Vmalloc_t* vm)
+{
+    if (!vm->meth->fastallocf)
+        return 0;
+    if (__builtin_expect((__atomic_load_n(&vm_malloc_slow, __ATOMIC_RELAXED) & VM_SLOW_REGION) == 0, 1))
+        return 1;
+    return !vm_fl_pending() && !vm_tracing(vm);
+}
+
 /* The upkeep thread (upkeep.c): one thread that calls the tickf of one
  * region (the malloc interface's heap) when it is due, so that memory a
  * program frees goes back to the kernel within a second even when the

@@ -359,18 +359,21 @@ static inline long pg_index(const Pgpage_t* d, const void* p)
     return (long)i;
 }
 
-/* Is p a block carved from d, an active page of vm? Reads no memory of p. */
-static inline int pg_carved(Vmalloc_t* vm, const Pgpage_t* d, const void* p)
+/* Is p, keyed key when free, a busy block of page d, where p is known not
+ * to be in a purged unit (an owned page has none: pg_relink)? Not if it is
+ * no block's start, was never carved, or is free already (a second free is
+ * refused here). Reads p only once it is known to be a block. */
+static inline int pg_own_busy(const Pgpage_t* d, const void* p, uint64_t key)
 {
-    /* d->vm is set only while the page is active (pg_check verifies it), so
-     * it answers for the state too: one load less on every free. */
-    return d->vm == vm && pg_index(d, p) >= 0;
+    return __builtin_expect(pg_index(d, p) >= 0 && ((const uint64_t*)p)[1] != key, 1);
 }
 
-/* Is p a busy block of vm (in a page)? d is pg_page_of(p). */
+/* Is p a busy block of vm (in a page)? d is pg_page_of(p). d->vm is set
+ * only while the page is active (pg_check verifies it), so it answers for
+ * the state too. */
 static inline int pg_busy(Vmalloc_t* vm, const Pgstate_t* pg, const Pgpage_t* d, const void* p)
 {
-    return pg_carved(vm, d, p) && !pg_gone_at(d, p) && !pg_is_free(pg, p);
+    return d->vm == vm && !pg_gone_at(d, p) && pg_own_busy(d, p, pg_key(pg, p));
 }
 
 /* ---- page lists (locked) ------------------------------------------------ */
@@ -1255,15 +1258,13 @@ static inline void pg_heap_give(Vmalloc_t* vm, Pgheap_t* c, Pgpage_t* d, void* p
     pg_own_push(c, d, p, key);
 }
 
-/* Free p for heap c, the owner of p's page d (the page map's): 0, or 1 if
- * p is not a busy block there (the caller's general path decides and
- * reports). The owner's fast path: an owned page is active in c's region
- * (d->vm needs no check) and has no purged blocks (pg_relink), so only the
- * block index and the key are checked. */
+/* Free p for heap c, which owns p's page d (pg_owns): 0, or 1 if p is not
+ * a busy block there (the caller's general path decides and reports). The
+ * owner's fast path: no lock, and only pg_own_busy's two checks. */
 static inline int pg_own_free(Pgheap_t* c, Pgpage_t* d, void* p)
 {
     uint64_t key = pg_hash(c->key, p);
-    if (__builtin_expect(pg_index(d, p) < 0 || ((const uint64_t*)p)[1] == key, 0))
+    if (!pg_own_busy(d, p, key))
         return 1;
     pg_own_push(c, d, p, key);
     return 0;
@@ -1284,23 +1285,20 @@ static inline int pg_owns(const Pgheap_t* c, const Pgpage_t* d, const Vmalloc_t*
 static inline int pg_busy_for(Vmalloc_t* vm, Pgheap_t* c, Pgpage_t* d, const void* p)
 {
     if (pg_owns(c, d, vm))
-        return pg_index(d, p) >= 0 && ((const uint64_t*)p)[1] != pg_hash(c->key, p);
+        return pg_own_busy(d, p, pg_hash(c->key, p));
     return d && pg_busy(vm, c->pg, d, p);
 }
 
-/* The key p, in vm's page d, gets when heap c frees it; 0 if p is not a
- * busy block there (not a block's start, never carved, or already free:
- * the locked path decides and reports). Keys are odd. */
+/* The key p, in vm's page d (anyone's), gets when heap c frees it; 0 if p
+ * is not a busy block there (the locked path decides and reports): as
+ * pg_own_busy, and a held page's purged blocks are free too (they read as
+ * zeros). Keys are odd. */
 static inline uint64_t pg_push_key(const Pgheap_t* c, const Pgpage_t* d, const void* p)
 {
-    if (__builtin_expect(pg_index(d, p) < 0, 0))
-        return 0;
-    /* A held page's purged blocks are free (and read as zeros). */
     if (__builtin_expect(pg_gone(d) != 0, 0) && pg_gone_at(d, p))
         return 0;
     uint64_t key = pg_hash(c->key, p);
-    /* A second free of a block is refused here. */
-    return __builtin_expect(((const uint64_t*)p)[1] == key, 0) ? 0 : key;
+    return pg_own_busy(d, p, key) ? key : 0;
 }
 
 /* Free p, in vm's page d, for heap c: 0; 1 if p is not a busy block there. */
