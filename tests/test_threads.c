@@ -12,7 +12,11 @@
  *   - regions opened and closed by several threads while others ask
  *     vmregion() and walk every region;
  *   - walks of a region while other threads write their busy blocks, in
- *     pages no thread owns: a walk must not read a busy block.
+ *     pages no thread owns: a walk must not read a busy block;
+ *   - an idle owner: a thread allocates many blocks and waits while
+ *     another frees them all; the pages it no longer uses must go back to
+ *     the region without its help (vmstat), and its queues stay sound
+ *     (vmdbcheck from it) when it allocates again.
  * Afterwards the region's own check (vmdbcheck) must pass and vmstat must
  * count exactly the blocks the threads still hold.
  *
@@ -476,6 +480,105 @@ static void run_walk_while_writing(void)
     pthread_mutex_destroy(&s.lock);
 }
 
+/* ---- an idle owner's pages --------------------------------------------- */
+
+enum { IDLE_N = 3000, IDLE_SMALL = 100, IDLE_LARGE = 3000 };
+
+typedef struct {
+    Vmalloc_t* vm;
+    char* blk[IDLE_N];
+    int phase; /* 1: built; 2: freed by the other thread; 3: rebuilt */
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+} Idle_t;
+
+static void idle_wait(Idle_t* s, int phase)
+{
+    pthread_mutex_lock(&s->lock);
+    while (s->phase < phase)
+        pthread_cond_wait(&s->cond, &s->lock);
+    pthread_mutex_unlock(&s->lock);
+}
+
+static void idle_set(Idle_t* s, int phase)
+{
+    pthread_mutex_lock(&s->lock);
+    s->phase = phase;
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+}
+
+static size_t idle_size(int i) { return i % 8 ? IDLE_SMALL : IDLE_LARGE; }
+
+/* Builds the blocks, waits (idle: no call into the region) while the main
+ * thread frees them, then builds them again and frees half itself. */
+static void* idle_owner(void* arg)
+{
+    Idle_t* s = arg;
+    for (int i = 0; i < IDLE_N; ++i) {
+        s->blk[i] = vmalloc(s->vm, idle_size(i));
+        CHECK(s->blk[i], "idle owner: vmalloc");
+        memset(s->blk[i], i & 0xff, idle_size(i));
+    }
+    idle_set(s, 1);
+    idle_wait(s, 2);
+    CHECK(vmdbcheck(s->vm) == 0, "the owner's check after its pages were taken");
+    for (int i = 0; i < IDLE_N; ++i) {
+        s->blk[i] = vmalloc(s->vm, idle_size(i));
+        CHECK(s->blk[i], "idle owner: vmalloc again");
+        memset(s->blk[i], i & 0xff, idle_size(i));
+    }
+    for (int i = 0; i < IDLE_N; i += 2) {
+        CHECK(vmfree(s->vm, s->blk[i]) == 0, "idle owner: vmfree");
+        s->blk[i] = NULL;
+    }
+    CHECK(vmdbcheck(s->vm) == 0, "the owner's check after it allocated again");
+    return NULL;
+}
+
+static void run_idle_owner(void)
+{
+    Idle_t* s = calloc(1, sizeof *s);
+    CHECK(s, "calloc");
+    s->vm = vmopen(Vmdcsystem, Vmbest, 0);
+    CHECK(s->vm, "vmopen");
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->cond, NULL);
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, idle_owner, s) == 0, "pthread_create");
+    idle_wait(s, 1);
+    Vmstat_t st;
+    CHECK(vmstat(s->vm, &st) == 0, "vmstat");
+    size_t built = st.s_busy;
+    for (int i = 0; i < IDLE_N; ++i) {
+        for (size_t j = 0; j < idle_size(i); j += 97)
+            CHECK((unsigned char)s->blk[i][j] == (i & 0xff), "block %d changed", i);
+        CHECK(vmfree(s->vm, s->blk[i]) == 0, "vmfree of the idle owner's block %d", i);
+    }
+    /* Every page of the owner but the first of each queue (one small, one
+     * large) has no block out: it is the region's again, and vmstat counts
+     * at most those two pages' blocks, whose frees wait for the owner. */
+    CHECK(vmstat(s->vm, &st) == 0, "vmstat");
+    CHECK(st.s_busy <= (32 << 10) + (64 << 10), "%zu busy bytes of %zu left with the idle owner",
+          st.s_busy, built);
+    CHECK(vmdbcheck(s->vm) == 0, "region damaged");
+    idle_set(s, 2);
+    pthread_join(t, NULL);
+    CHECK(vmdbcheck(s->vm) == 0, "region damaged after the owner ended");
+    size_t left = 0;
+    for (int i = 1; i < IDLE_N; i += 2)
+        left += vmsize(s->vm, s->blk[i]) > 0;
+    CHECK(left == IDLE_N / 2, "%zu of the owner's last blocks are busy", left);
+    CHECK(vmstat(s->vm, &st) == 0 && st.n_busy == IDLE_N / 2, "vmstat counts %zu busy", st.n_busy);
+    for (int i = 1; i < IDLE_N; i += 2)
+        CHECK(vmfree(s->vm, s->blk[i]) == 0, "vmfree after the owner ended");
+    CHECK(vmstat(s->vm, &st) == 0 && st.n_busy == 0, "vmstat counts %zu busy", st.n_busy);
+    CHECK(vmclose(s->vm) == 0, "vmclose");
+    pthread_cond_destroy(&s->cond);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+}
+
 int main(void)
 {
     Vmalloc_t* vm = vmopen(Vmdcsystem, Vmbest, 0);
@@ -503,5 +606,6 @@ int main(void)
 
     run_churn(200);
     run_walk_while_writing();
+    run_idle_owner();
     return T_DONE();
 }

@@ -18,7 +18,10 @@
  *     pushes onto its page's free list; both with no lock and no atomic
  *     instruction. A free by any other thread pushes onto the page's xfree
  *     list with one compare-and-swap; the owner collects it when its free
- *     list runs dry. The free lists are sharded by page, so blocks handed
+ *     list runs dry. A push that leaves every block out of the page on
+ *     xfree hands the page back to the region, unless it is the first of
+ *     its owner's queue (pg_reclaim): an owner that stops allocating never
+ *     collects, and would pin it for good. The free lists are sharded by page, so blocks handed
  *     out one after another are neighbours (mimalloc's design: Leijen, Zorn
  *     and de Moura, "Mimalloc: Free List Sharding in Action", 2019).
  *   - When the first page has nothing left, the heap collects it, then
@@ -59,9 +62,10 @@
  * PG_EXTEND bytes of blocks, or a look at PG_SCAN pages, and at worst one
  * take under the lock; a free that thins a page other than the first, one
  * more, and each later free to that page, while it stays thin and held (at
- * most PG_THIN). A sweep: O(blocks of the page) and a madvise per run of
- * eighths. Page lookup: two dependent loads. Space: 0 header
- * bytes per block; 64 bytes per page and ~128 per segment, in the segment's
+ * most PG_THIN); a free by another thread that leaves no user of a page,
+ * one more (pg_reclaim: O(blocks on its xfree)). A sweep: O(blocks of the
+ * page) and a madvise per run of eighths. Page lookup: two dependent
+ * loads. Space: 0 header bytes per block; 64 bytes per page and ~128 per segment, in the segment's
  * first OS page, and 8 (16 for a 64 KiB page) in the map; each thread keeps
  * the pages it owns, at most one of them empty per class.
  *
@@ -70,7 +74,11 @@
  * heap list are guarded by the region lock. An owned page's free list,
  * used count and carving belong to its owner; other threads read only its
  * descriptor's fixed fields and relaxed counts (vmstat), and a held page's
- * gone mask (changed under the lock) to refuse a free of a purged block.
+ * gone mask (changed under the lock) to refuse a free of a purged block;
+ * but a page whose every block out is on its xfree, and that is not the
+ * first of its owner's queue, is taken back by pg_reclaim under the region
+ * lock and the owner's qlock (tried), which the owner holds while it
+ * changes which page is first without the region lock (pg_q_rotate).
  * vmclear empties every heap (clearing a region while other threads use it
  * is an error).
  * vm_cache_lock (the core's) guards the creation and death of heaps; it is
@@ -104,7 +112,8 @@ enum { PG_EMPTY = 0, PG_ACTIVE = 1, PG_AGED = 2, PG_SWEPT = 3 };
 struct pg_page {
     Vmalloc_t* vm;         /* the region while active; NULL while empty */
     void* free;            /* free blocks, linked through word 0 (owner's, or locked) */
-    void* xfree;           /* atomic: blocks freed by threads other than the owner */
+    uintptr_t xfree;       /* atomic: blocks freed by threads other than the owner: the
+                            * list's head in the low PG_XSHIFT bits, its length above */
     Pgpage_t *next, *prev; /* in its owner's queue, partial[cls], or the dirty or clean list */
     Pgheap_t* owner;       /* atomic, changed under the lock: the owning heap, or NULL */
     uint16_t bsize, cap, start;
@@ -142,7 +151,11 @@ struct pg_heap {
      * reads page[k]->free with no test for NULL. */
     Pgpage_t* page[PG_NCLASS];
     Pgpage_t *head[PG_NCLASS], *tail[PG_NCLASS];
-    uint32_t npages[PG_NCLASS];
+    uint32_t npages[PG_NCLASS]; /* atomic: pg_reclaim lowers it */
+    /* Held by the owner while it changes which page of a queue is first
+     * without the region lock (pg_q_rotate), and tried by pg_reclaim (with
+     * the region lock) while it takes a page that is not first. */
+    pthread_mutex_t qlock;
 };
 
 _Static_assert(sizeof(Pgpage_t) == 64, "a page descriptor is 64 bytes");
@@ -268,6 +281,14 @@ static int pg_map_set(char* first, unsigned kind, size_t j, int on)
 }
 
 /* ---- blocks ------------------------------------------------------------- */
+
+/* A page's xfree word: a list and its length in one word, so that a
+ * thread pushing onto it learns at once whether every block out of the
+ * page is on it (pg_give_other). Pages lie below 2^47 (the page map). */
+#define PG_XSHIFT 48
+static inline void* pg_xlist(uintptr_t x) { return (void*)(x & (((uintptr_t)1 << PG_XSHIFT) - 1)); }
+static inline unsigned pg_xcount(uintptr_t x) { return (unsigned)(x >> PG_XSHIFT); }
+static inline uintptr_t pg_xword(const Pgpage_t* d) { return __atomic_load_n(&d->xfree, __ATOMIC_ACQUIRE); }
 
 /* The key of the free block at p. The secret has its top and bottom bits
  * set (pg_rekey), so a key is odd (never the 0 a busy block's word 1 gets,
@@ -621,7 +642,7 @@ static Pgpage_t* pg_assign(Vmalloc_t* vm, Pgstate_t* pg, unsigned k)
     Pgseg_t* info = pg_info_of(d);
     d->vm = vm;
     d->free = NULL;
-    __atomic_store_n(&d->xfree, NULL, __ATOMIC_RELAXED);
+    __atomic_store_n(&d->xfree, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&d->owner, NULL, __ATOMIC_RELAXED);
     d->bsize = pg_csize[k];
     d->cls = (uint8_t)k;
@@ -673,7 +694,7 @@ static uint32_t pg_collect(Pgstate_t* pg, Pgpage_t* d)
 {
     if (!__atomic_load_n(&d->xfree, __ATOMIC_RELAXED))
         return 0;
-    void* x = __atomic_exchange_n(&d->xfree, NULL, __ATOMIC_ACQUIRE);
+    void* x = pg_xlist(__atomic_exchange_n(&d->xfree, 0, __ATOMIC_ACQUIRE));
     uint32_t n = 0, max = pg_used(d);
     void* last = NULL;
     for (void* b = x; b; b = *(void**)b) {
@@ -711,13 +732,19 @@ static uint32_t pg_carve(const Pgstate_t* pg, Pgpage_t* d)
     return n;
 }
 
-/* Push the keyed block p onto d's xfree (any thread). */
-__attribute__((noinline)) static void pg_xpush(Pgpage_t* d, void* p)
+/* Push the keyed block p onto d's xfree (any thread): 1 if every block
+ * out of d seems to be on it now (a hint, for pg_reclaim to check), else
+ * 0. d's used count is read first: once p is on the list, the page may be
+ * collected, emptied and its segment unmapped by another thread. */
+__attribute__((noinline)) static int pg_xpush(Pgpage_t* d, void* p)
 {
-    void* old = __atomic_load_n(&d->xfree, __ATOMIC_RELAXED);
-    do
-        *(void**)p = old;
-    while (!__atomic_compare_exchange_n(&d->xfree, &old, p, 1, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+    unsigned used = pg_used(d);
+    uintptr_t old = __atomic_load_n(&d->xfree, __ATOMIC_RELAXED), x;
+    do {
+        *(void**)p = pg_xlist(old);
+        x = ((uintptr_t)(pg_xcount(old) + 1) << PG_XSHIFT) | (uintptr_t)p;
+    } while (!__atomic_compare_exchange_n(&d->xfree, &old, x, 1, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+    return pg_xcount(x) == used;
 }
 
 /* ---- held pages (locked) --------------------------------------------------- */
@@ -951,27 +978,40 @@ static inline void pg_q_sync(Pgheap_t* c, unsigned k)
 {
     c->page[k] = c->head[k] ? c->head[k] : &pg_nopage;
 }
+static inline unsigned pg_q_count(const Pgheap_t* c, unsigned k)
+{
+    return __atomic_load_n(&c->npages[k], __ATOMIC_RELAXED);
+}
+static inline void pg_q_add(Pgheap_t* c, unsigned k, int n)
+{
+    __atomic_store_n(&c->npages[k], pg_q_count(c, k) + (unsigned)n, __ATOMIC_RELAXED);
+}
+/* Locked (the region lock). */
 static void pg_q_push(Pgheap_t* c, unsigned k, Pgpage_t* d)
 {
     pg_push(&c->head[k], &c->tail[k], d);
-    c->npages[k]++;
+    pg_q_add(c, k, 1);
     pg_q_sync(c, k);
 }
 static void pg_q_unlink(Pgheap_t* c, unsigned k, Pgpage_t* d)
 {
     pg_unlink(&c->head[k], &c->tail[k], d);
-    c->npages[k]--;
+    pg_q_add(c, k, -1);
     pg_q_sync(c, k);
 }
-/* The first page to the tail: it has nothing to give now. */
+/* The first page to the tail: it has nothing to give now. The owner's,
+ * without the region lock: under qlock, so that pg_reclaim never takes the
+ * page that becomes first. */
 static void pg_q_rotate(Pgheap_t* c, unsigned k)
 {
+    pthread_mutex_lock(&c->qlock);
     Pgpage_t* d = c->head[k];
-    if (d == c->tail[k])
-        return;
-    pg_unlink(&c->head[k], &c->tail[k], d);
-    pg_append(&c->head[k], &c->tail[k], d);
-    pg_q_sync(c, k);
+    if (d != c->tail[k]) {
+        pg_unlink(&c->head[k], &c->tail[k], d);
+        pg_append(&c->head[k], &c->tail[k], d);
+        pg_q_sync(c, k);
+    }
+    pthread_mutex_unlock(&c->qlock);
 }
 
 /* Heap c takes held page d (on no list): its free blocks leave the
@@ -1053,6 +1093,7 @@ static Pgheap_t* pg_heap_new(Vmalloc_t* vm, Pgstate_t* pg)
     c->mapsize = size;
     c->pg = pg;
     c->key = pg->key;
+    (void)pthread_mutex_init(&c->qlock, NULL);
     for (unsigned k = 0; k < PG_NCLASS; ++k)
         c->page[k] = &pg_nopage;
     c->rnext = pg->heaps;
@@ -1211,8 +1252,56 @@ static inline void* pg_heap_pop(Vmalloc_t* vm, Pgheap_t* c, unsigned k)
     return __builtin_expect(b != NULL, 1) ? b : pg_alloc_slow(vm, c, k);
 }
 
+/* Page d of vm, owned by another thread's heap (or held), had its last
+ * block out pushed onto its xfree: no one uses it, and its owner may never
+ * look at it again (a thread that built the data its workers free, then waits for
+ * them, pinned 30 of the soak's 70 MiB that way). Unless it is the first
+ * of its queue (the owner's next malloc reads it), it goes back to the
+ * region, empty. The region lock keeps the owner's heap alive and its
+ * queues still but for the owner's rotation, which qlock excludes; the
+ * owner touches a page that is not first only to free a block of it, and
+ * it has none. Locked (pg_free) or not (pg_give_other). */
+static void pg_reclaim_locked(Vmalloc_t* vm, Pgstate_t* pg, Pgpage_t* d)
+{
+    Pgheap_t* c = pg_owner(d);
+    if (d->vm != vm)
+        return;
+    if (!c) { /* held: the same, with no owner to ask */
+        pg_collect_held(vm, pg, d);
+        if (pg_used(d) == 0)
+            pg_held_emptied(vm, pg, d, 0);
+        return;
+    }
+    unsigned k = d->cls;
+    int take = 0;
+    /* Only tried: the owner rotates for a few instructions, and a child of
+     * fork may hold the lock of a thread that is gone. */
+    if (pthread_mutex_trylock(&c->qlock) != 0)
+        return;
+    unsigned used = __atomic_load_n(&d->used, __ATOMIC_ACQUIRE);
+    if (c->head[k] != d && used != 0 && pg_xcount(pg_xword(d)) == used) {
+        pg_unlink(&c->head[k], &c->tail[k], d); /* not first: page[k] stays */
+        pg_q_add(c, k, -1);
+        take = 1;
+    }
+    pthread_mutex_unlock(&c->qlock);
+    if (take)
+        pg_unown(vm, pg, d); /* collects: no block out, so to the empty pages */
+}
+
+/* The same, unlocked, for the page d that p was pushed to: d is read only
+ * if it is still p's page (it may have been emptied and unmapped since). */
+__attribute__((noinline)) static void pg_reclaim(Vmalloc_t* vm, Pgpage_t* d, const void* p)
+{
+    pthread_mutex_lock(&vm->lock);
+    if (pg_page_of(p) == d)
+        pg_reclaim_locked(vm, vm_state(vm), d);
+    pthread_mutex_unlock(&vm->lock);
+}
+
 /* p, a busy block of page d, freed by a thread that does not own d: onto
- * its xfree, keyed key; but to a thin held page under the lock, so that
+ * its xfree, keyed key (a page left with no block out goes back:
+ * pg_reclaim); but to a thin held page under the lock, so that
  * the page empties at its last block (as it did while its owner freed to
  * it) instead of waiting for a collection. At most PG_THIN frees per
  * hand-over take the lock. */
@@ -1230,7 +1319,8 @@ __attribute__((noinline)) static void pg_give_other(Vmalloc_t* vm, Pgpage_t* d, 
         return;
     }
     ((uint64_t*)p)[1] = key;
-    pg_xpush(d, p);
+    if (pg_xpush(d, p))
+        pg_reclaim(vm, d, p);
 }
 
 /* p, a busy block of page d that heap c owns, onto d's free list, keyed
@@ -1240,8 +1330,9 @@ static inline void pg_own_push(Pgheap_t* c, Pgpage_t* d, void* p, uint64_t key)
     ((uint64_t*)p)[1] = key;
     ((void**)p)[0] = d->free;
     d->free = p;
-    unsigned used = d->used - 1u;
-    pg_set_used(d, used);
+    uint16_t used = (uint16_t)(d->used - 1u);
+    /* Release: pg_reclaim, seeing the count, sees the list too. */
+    __atomic_store_n(&d->used, used, __ATOMIC_RELEASE);
     /* One compare for the common case: pg_thin(d) <= PG_THIN. */
     if (__builtin_expect(used <= PG_THIN, 0) && (used == 0 || used == pg_thin(d)))
         pg_thinned(d->vm, c, d);
@@ -1336,7 +1427,8 @@ __attribute__((noinline)) static void* pg_alloc_slow(Vmalloc_t* vm, Pgheap_t* c,
     Pgstate_t* pg = c->pg;
     if (c->page[k]->free) /* its first block's key is broken */
         pg_damaged(pg, c->page[k]);
-    for (unsigned n = c->npages[k] < PG_SCAN + 1 ? c->npages[k] : PG_SCAN + 1; n > 0; --n) {
+    unsigned npages = pg_q_count(c, k);
+    for (unsigned n = npages < PG_SCAN + 1 ? npages : PG_SCAN + 1; n > 0; --n) {
         Pgpage_t* d = c->head[k];
         (void)pg_collect(pg, d);
         if (d->free || pg_carve(pg, d))
@@ -1363,10 +1455,12 @@ __attribute__((noinline)) static void pg_thinned(Vmalloc_t* vm, Pgheap_t* c, Pgp
         return;
     Pgstate_t* pg = c->pg;
     pthread_mutex_lock(&vm->lock);
-    pg_q_unlink(c, k, d);
-    pg_unown(vm, pg, d);
-    if (d->state != PG_EMPTY)
-        vm_upkeep_note(vm);
+    if (pg_owner(d) == c) { /* else pg_reclaim took it meanwhile */
+        pg_q_unlink(c, k, d);
+        pg_unown(vm, pg, d);
+        if (d->state != PG_EMPTY)
+            vm_upkeep_note(vm);
+    }
     (void)vm_best_tick(vm);
     pthread_mutex_unlock(&vm->lock);
 }
@@ -1622,7 +1716,8 @@ int pg_free(Vmalloc_t* vm, Pgstate_t* pg, void* p)
     }
     if (pg_owner(d)) { /* a thread's page: as from any other thread */
         ((uint64_t*)p)[1] = pg_key(pg, p);
-        pg_xpush(d, p);
+        if (pg_xpush(d, p))
+            pg_reclaim_locked(vm, pg, d);
         return 0;
     }
     int full = !pg_has_room(d);
@@ -1677,7 +1772,7 @@ long pg_addr(Vmalloc_t* vm, Pgstate_t* pg, void* addr)
     uint64_t map[(PG_SIZE / 16 + 63) / 64];
     memset(map, 0, sizeof map);
     (void)pg_check_list(pg, d, d->free, pg_bump(d), map);
-    (void)pg_check_list(pg, d, __atomic_load_n(&d->xfree, __ATOMIC_ACQUIRE), pg_used(d), map);
+    (void)pg_check_list(pg, d, pg_xlist(pg_xword(d)), pg_used(d), map);
     return map[i >> 6] >> (i & 63) & 1 ? -1 : (char*)addr - b;
 }
 
@@ -1712,7 +1807,7 @@ void pg_clear(Vmalloc_t* vm, Pgstate_t* pg)
             int dirty = d->dirty || d->state != PG_EMPTY;
             d->vm = NULL;
             d->free = NULL;
-            __atomic_store_n(&d->xfree, NULL, __ATOMIC_RELAXED);
+            __atomic_store_n(&d->xfree, 0, __ATOMIC_RELAXED);
             __atomic_store_n(&d->owner, NULL, __ATOMIC_RELAXED);
             pg_set_used(d, 0);
             d->state = PG_EMPTY;
@@ -1922,7 +2017,8 @@ int pg_check_seg(Vmalloc_t* vm, Pgstate_t* pg, Vmseg_t* seg, size_t* nused, size
         memset(map, 0, sizeof map);
         if (pg_check_list(pg, d, d->free, bump - used - ngone, map) != bump - used - ngone)
             bad++;
-        if (pg_check_list(pg, d, __atomic_load_n(&d->xfree, __ATOMIC_ACQUIRE), used, map) == SIZE_MAX)
+        uintptr_t x = pg_xword(d);
+        if (pg_check_list(pg, d, pg_xlist(x), used, map) != pg_xcount(x))
             bad++;
     }
     if (active != info->nactive)

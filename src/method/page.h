@@ -20,7 +20,10 @@
  *                  bump  = blocks ever carved (never-used ones follow them)
  *                  used  = bump - |free| - |gone|: blocks with users, or
  *                          freed by a thread other than the owner and not
- *                          yet collected (in xfree)
+ *                          yet collected (in xfree, whose word holds its
+ *                          length: used == length means no user is left,
+ *                          and a page not first in its owner's queue then
+ *                          goes back to the region)
  *                  gone  = the blocks starting in the eighths of a held
  *                          page that a sweep purged: free, on no list, read
  *                          as zeros; none in an owned page
