@@ -328,7 +328,7 @@ static int walk_count(Vmalloc_t* vm, void* addr, size_t size, Vmdisc_t* disc, vo
  * quiet step): the survivors stay intact, the freed blocks stay refused as
  * bad addresses, every figure stays exact, and the blocks come back when
  * the pages are used again. A second thread frees the last blocks of some
- * of those pages (under the lock, since the pages are thin). */
+ * of those pages (held, thin: each empties at the last one). */
 #define THIN_N 32768 /* 64 pages of 64-byte blocks */
 #define THIN_PER 512
 static char* thin_b[THIN_N];
@@ -426,8 +426,8 @@ static void test_thin(void)
 
 /* Thin pages under threads: two workers allocate, free most of what they
  * allocated (their pages thin out and go to the region), and hand the
- * survivors to each other to free (frees to thin held pages take the
- * lock), while a third thread sweeps the held pages with vmcompact over
+ * survivors to each other to free (a held page empties at its last
+ * block), while a third thread sweeps the held pages with vmcompact over
  * and over. Every block keeps its contents to the end; the region is
  * intact and empty afterwards. (TSan runs this: the lock-free frees read a
  * held page's owner, used count and purged eighths as the sweeps change

@@ -21,8 +21,8 @@
  *     list runs dry. A push that leaves every block out of the page on
  *     xfree hands the page back to the region, unless it is the first of
  *     its owner's queue (pg_reclaim): an owner that stops allocating never
- *     collects, and would pin it for good. The free lists are sharded by page, so blocks handed
- *     out one after another are neighbours (mimalloc's design: Leijen, Zorn
+ *     collects, and would pin it for good. The free lists are sharded by
+ *     page, so blocks handed out one after another are neighbours (mimalloc's design: Leijen, Zorn
  *     and de Moura, "Mimalloc: Free List Sharding in Action", 2019).
  *   - When the first page has nothing left, the heap collects it, then
  *     links up to PG_EXTEND bytes of its never-used blocks, then looks at
@@ -61,13 +61,13 @@
  * collection (O(blocks other threads freed to it)), a link of at most
  * PG_EXTEND bytes of blocks, or a look at PG_SCAN pages, and at worst one
  * take under the lock; a free that thins a page other than the first, one
- * more, and each later free to that page, while it stays thin and held (at
- * most PG_THIN); a free by another thread that leaves no user of a page,
- * one more (pg_reclaim: O(blocks on its xfree)). A sweep: O(blocks of the
+ * more; a free by another thread that leaves no user of a page, one more
+ * (pg_reclaim: O(blocks on its xfree)). A sweep: O(blocks of the
  * page) and a madvise per run of eighths. Page lookup: two dependent
- * loads. Space: 0 header bytes per block; 64 bytes per page and ~128 per segment, in the segment's
- * first OS page, and 8 (16 for a 64 KiB page) in the map; each thread keeps
- * the pages it owns, at most one of them empty per class.
+ * loads. Space: 0 header bytes per block; 64 bytes per page and ~128 per
+ * segment, in the segment's first OS page, and 8 (16 for a 64 KiB page) in
+ * the map; each thread keeps the pages it owns, at most one of them empty
+ * per class.
  *
  * Locking. Empty pages, held pages and their free lists, page segments,
  * ownership (d->owner changes only under the region lock) and the region's
@@ -880,16 +880,22 @@ static void pg_held_emptied(Vmalloc_t* vm, Pgstate_t* pg, Pgpage_t* d, int force
     pg_to_empty(vm, pg, d);
 }
 
-/* Collect every held page; those left with no block out go to the empty
- * pages (force as in pg_held_emptied). */
+/* Collect held page d; with no block out, it goes to the empty pages
+ * (force as in pg_held_emptied). Locked. */
+static void pg_held_settle(Vmalloc_t* vm, Pgstate_t* pg, Pgpage_t* d, int force)
+{
+    pg_collect_held(vm, pg, d);
+    if (pg_used(d) == 0)
+        pg_held_emptied(vm, pg, d, force);
+}
+
+/* The same for every held page. */
 static void pg_collect_all_held(Vmalloc_t* vm, Pgstate_t* pg, int force)
 {
     for (unsigned k = 0; k < PG_NCLASS; ++k)
         for (Pgpage_t *d = pg->partial[k], *next; d; d = next) {
             next = d->next;
-            pg_collect_held(vm, pg, d);
-            if (pg_used(d) == 0)
-                pg_held_emptied(vm, pg, d, force);
+            pg_held_settle(vm, pg, d, force);
         }
 }
 
@@ -1225,7 +1231,6 @@ static void pg_flush_mine(Vmalloc_t* vm, Pgstate_t* pg)
 /* ---- lock-free entry points ---------------------------------------------- */
 
 static void* pg_alloc_slow(Vmalloc_t* vm, Pgheap_t* c, unsigned k);
-int pg_free(Vmalloc_t* vm, Pgstate_t* pg, void* p);
 static void pg_thinned(Vmalloc_t* vm, Pgheap_t* c, Pgpage_t* d);
 
 /* A block of class k from heap c: the first of its first page's free list.
@@ -1254,22 +1259,20 @@ static inline void* pg_heap_pop(Vmalloc_t* vm, Pgheap_t* c, unsigned k)
 
 /* Page d of vm, owned by another thread's heap (or held), had its last
  * block out pushed onto its xfree: no one uses it, and its owner may never
- * look at it again (a thread that built the data its workers free, then waits for
- * them, pinned 30 of the soak's 70 MiB that way). Unless it is the first
- * of its queue (the owner's next malloc reads it), it goes back to the
- * region, empty. The region lock keeps the owner's heap alive and its
+ * look at it again (a thread that built the data its workers free, then
+ * waits for them, pinned 30 of the soak's 70 MiB that way). Unless it is
+ * the first of its queue (the owner's next malloc reads it), it goes back
+ * to the region, empty. The region lock keeps the owner's heap alive and its
  * queues still but for the owner's rotation, which qlock excludes; the
  * owner touches a page that is not first only to free a block of it, and
  * it has none. Locked (pg_free) or not (pg_give_other). */
 static void pg_reclaim_locked(Vmalloc_t* vm, Pgstate_t* pg, Pgpage_t* d)
 {
-    Pgheap_t* c = pg_owner(d);
     if (d->vm != vm)
         return;
+    Pgheap_t* c = pg_owner(d);
     if (!c) { /* held: the same, with no owner to ask */
-        pg_collect_held(vm, pg, d);
-        if (pg_used(d) == 0)
-            pg_held_emptied(vm, pg, d, 0);
+        pg_held_settle(vm, pg, d, 0);
         return;
     }
     unsigned k = d->cls;
@@ -1300,24 +1303,12 @@ __attribute__((noinline)) static void pg_reclaim(Vmalloc_t* vm, Pgpage_t* d, con
 }
 
 /* p, a busy block of page d, freed by a thread that does not own d: onto
- * its xfree, keyed key (a page left with no block out goes back:
- * pg_reclaim); but to a thin held page under the lock, so that
- * the page empties at its last block (as it did while its owner freed to
- * it) instead of waiting for a collection. At most PG_THIN frees per
- * hand-over take the lock. */
+ * its xfree, keyed key. A page left with no block out goes back
+ * (pg_reclaim), so a held page empties at its last block, as it did while
+ * its owner freed to it, without waiting for a collection. */
 __attribute__((noinline)) static void pg_give_other(Vmalloc_t* vm, Pgpage_t* d, void* p,
                                                      uint64_t key)
 {
-    if (!pg_owner(d) && pg_used(d) <= pg_thin(d)) {
-        pthread_mutex_lock(&vm->lock);
-        /* pg_free validates p again: a refusal means another thread freed
-         * it since the caller looked (a racing double free), and the block
-         * is already where it belongs. */
-        (void)pg_free(vm, vm_state(vm), p);
-        vm->fault = 0;
-        pthread_mutex_unlock(&vm->lock);
-        return;
-    }
     ((uint64_t*)p)[1] = key;
     if (pg_xpush(d, p))
         pg_reclaim(vm, d, p);
