@@ -1,7 +1,8 @@
 /*
  * os.c — every call vmalloc makes to the kernel, behind one small contract
- * (vmhdr.h): map fresh pages, unmap, resize a mapping without moving it,
- * purge pages, move the program break, random bits, write a buffer.
+ * (vmhdr.h): map fresh pages, reserve address space and open or close
+ * pages of it, unmap, resize a mapping without moving it, purge pages,
+ * move the program break, random bits, write a buffer.
  *
  * Nothing else in the library includes a system header for memory. Porting
  * vmalloc to another kernel means rewriting this file only.
@@ -34,19 +35,22 @@ size_t vm_os_pagesize(void)
     return p;
 }
 
-void* vm_os_map(size_t size)
+static void* os_mmap(size_t size, int prot, int noreserve)
 {
-    void* p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    int flags = MAP_PRIVATE | MAP_ANONYMOUS | (noreserve ? MAP_NORESERVE : 0);
+    void* p = mmap(NULL, size, prot, flags, -1, 0);
     return p == MAP_FAILED ? NULL : p;
 }
+
+void* vm_os_map(size_t size) { return os_mmap(size, PROT_READ | PROT_WRITE, 0); }
 
 /* No MAP_ALIGNED on Linux. The kernel places mappings top-down, next to
  * each other, so once one is aligned the following ones of aligned sizes
  * usually are: try a plain mapping first, and only if it is misaligned map
  * size + align and trim both ends. */
-void* vm_os_map_aligned(size_t size, size_t align)
+static void* os_mmap_aligned(size_t size, size_t align, int prot, int noreserve)
 {
-    char* p = vm_os_map(size);
+    char* p = os_mmap(size, prot, noreserve);
     if (!p || ((uintptr_t)p & (align - 1)) == 0)
         return p;
     (void)munmap(p, size);
@@ -54,7 +58,7 @@ void* vm_os_map_aligned(size_t size, size_t align)
         errno = ENOMEM;
         return NULL;
     }
-    p = vm_os_map(size + align);
+    p = os_mmap(size + align, prot, noreserve);
     if (!p)
         return NULL;
     char* a = (char*)(((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1));
@@ -63,6 +67,60 @@ void* vm_os_map_aligned(size_t size, size_t align)
     if (a + size < p + size + align)
         (void)munmap(a + size, (size_t)(p + size + align - (a + size)));
     return a;
+}
+
+void* vm_os_map_aligned(size_t size, size_t align)
+{
+    return os_mmap_aligned(size, align, PROT_READ | PROT_WRITE, 0);
+}
+
+/* Does the kernel overcommit (vm.overcommit_memory 0 or 1, Linux's
+ * default)? Then a reservation is mapped writable with MAP_NORESERVE and
+ * opening pages of it costs no call: only the pages touched take memory,
+ * as with any mapping (jemalloc decides the same way). In strict mode (2)
+ * it is PROT_NONE, and opening is an mprotect, which the kernel charges.
+ * An mprotect per growth cost dot's replay 6 ms of system time in 40. */
+static int os_overcommits(void)
+{
+    static int known; /* 0: not read yet; 1: yes; 2: no */
+    int v = __atomic_load_n(&known, __ATOMIC_RELAXED);
+    if (v == 0) {
+        char c = '0';
+        int fd = open("/proc/sys/vm/overcommit_memory", O_RDONLY | O_CLOEXEC);
+        if (fd >= 0) {
+            if (read(fd, &c, 1) != 1)
+                c = '0';
+            close(fd);
+        }
+        v = c == '2' ? 2 : 1;
+        __atomic_store_n(&known, v, __ATOMIC_RELAXED);
+    }
+    return v == 1;
+}
+
+/* Address space only: no memory until touched, no commit charge until
+ * vm_os_commit opens part of it. */
+void* vm_os_reserve(size_t size, size_t align)
+{
+    return os_mmap_aligned(size, align, os_overcommits() ? PROT_READ | PROT_WRITE : PROT_NONE, 1);
+}
+
+/* Pages of a reservation never opened, or closed by vm_os_decommit, read as
+ * zero once opened. */
+int vm_os_commit(void* addr, size_t size)
+{
+    return os_overcommits() ? 0 : mprotect(addr, size, PROT_READ | PROT_WRITE);
+}
+
+/* The pages go (and, in strict mode, a fresh PROT_NONE mapping over them
+ * gives back their commit charge); the addresses stay reserved. */
+int vm_os_decommit(void* addr, size_t size)
+{
+    if (os_overcommits())
+        return madvise(addr, size, MADV_DONTNEED);
+    void* p = mmap(addr, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE,
+                   -1, 0);
+    return p == MAP_FAILED ? -1 : 0;
 }
 
 uint64_t vm_os_now_ms(void)

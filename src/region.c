@@ -650,13 +650,15 @@ int vmclose(Vmalloc_t* vm)
 
 /* ---- questions about all regions ---------------------------------------- */
 
-/* The segment of vm holding addr, or NULL; takes vm's lock. */
-static Vmseg_t* vm_holder(Vmalloc_t* vm, void* addr)
+/* The size of vm's segment holding addr, or 0; takes vm's lock (a segment
+ * may grow in place meanwhile, so its size is read under it). */
+static size_t vm_holder(Vmalloc_t* vm, void* addr)
 {
     int locked = vm_lock(vm);
     Vmseg_t* seg = vm_seg_find(vm, addr);
+    size_t size = seg ? seg->size : 0;
     vm_unlock(vm, locked);
-    return seg;
+    return size;
 }
 
 /* Regions can nest (a Vmdcheap region's segments are Vmheap blocks), so the
@@ -670,10 +672,10 @@ Vmalloc_t* vmregion(void* addr)
     pthread_mutex_lock(&vm_list_lock);
     Vmalloc_t* heap = vm_heap_region();
     for (Vmalloc_t* vm = heap; vm; vm = (vm == heap) ? vm_list : vm->next) {
-        Vmseg_t* seg = vm_holder(vm, addr);
-        if (seg && seg->size < bestsize) {
+        size_t size = vm_holder(vm, addr);
+        if (size && size < bestsize) {
             best = vm;
-            bestsize = seg->size;
+            bestsize = size;
         }
     }
     pthread_mutex_unlock(&vm_list_lock);

@@ -551,6 +551,9 @@ extern Vmalloc_t* vm_heap_region(void); /* the static Vmheap object */
 size_t vm_os_pagesize(void);
 void* vm_os_map(size_t size);                            /* fresh zeroed pages */
 void* vm_os_map_aligned(size_t size, size_t align);      /* the same, at a multiple of align */
+void* vm_os_reserve(size_t size, size_t align);          /* addresses only (no access), aligned */
+int vm_os_commit(void* addr, size_t size);               /* open reserved pages: zeroed, writable */
+int vm_os_decommit(void* addr, size_t size);             /* drop pages, keep the addresses reserved */
 uint64_t vm_os_now_ms(void);                             /* a monotonic clock, cheap and coarse */
 int vm_os_unmap(void* addr, size_t size);
 int vm_os_remap_inplace(void* addr, size_t osize, size_t nsize); /* 0: done, no move */

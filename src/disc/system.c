@@ -6,7 +6,7 @@
  *
  * Two internal twins serve Vmbest when its region's discipline is
  * Vmdcsystem (method/best.c, method/page.c); they give segments aligned to
- * 64 KiB, and their memory is not promised zero:
+ * 64 KiB, in whole 32 KiB, and their memory is not promised zero:
  *   vm_dc_system_aligned  small-block pages and best-fit segments;
  *   vm_dc_system_kept     huge blocks, each in a segment of its own.
  * A segment released through vm_dc_system_kept is kept mapped for a while
@@ -29,15 +29,35 @@
  * upkeep thread), and at once by vmcompact (malloc_trim) through
  * vm_dc_system_flush.
  *
- * Bounds: O(SYS_NKEPT) per call of the twins; one global lock, taken only
- * there (segment calls, the slow path of every method).
+ * Reservations. The kernel places mappings top-down, each just below the
+ * last, so the addresses after a new segment are soon taken and mremap
+ * cannot grow it. A new mapping of either twin is therefore the start of a
+ * reserved span (PROT_NONE, MAP_NORESERVE: no memory, no commit charge) of
+ * twice its size, at least SYS_SPANMIN: growing the segment within it opens
+ * pages (mprotect), shrinking closes them again (their memory goes back),
+ * releasing it unmaps the span (the kept twin keeps the segment's pages and
+ * gives back the tail). A block growing at the end of a segment (the
+ * paper's fragment pattern: 7 moves and 4 KiB copied, where 8 moves had
+ * copied 132 KiB and the arena held both copies), a huge block's realloc,
+ * and the small-block pages (their segment grows by an eighth instead of a
+ * new one mapped x1.25 larger) use them. At most SYS_NRESV spans are open;
+ * the oldest then ends (its segment becomes an ordinary mapping), and every
+ * span ends before a plain mapping is retried when address space runs out
+ * (RLIMIT_AS). None on 32-bit systems.
+ *
+ * Bounds: O(SYS_NKEPT + SYS_NRESV) per call of the twins; one global lock,
+ * taken only there (segment calls, the slow path of every method).
  */
 #include "../vmhdr.h"
 
 #define SYSTEM_ALIGN ((size_t)64 << 10)
+#define SYSTEM_ROUND ((size_t)32 << 10)
 #define SYS_NKEPT 8
 #define SYS_KEEPMAX ((size_t)32 << 20)
 #define SYS_KEEP_MS 500
+#define SYS_NRESV 64
+#define SYS_SPANMIN ((size_t)2 << 20)
+#define SYS_TAILMAX ((size_t)1 << 30)
 
 static void* system_memory(Vmalloc_t* vm, void* addr, size_t csz, size_t nsz, Vmdisc_t* disc)
 {
@@ -64,6 +84,15 @@ typedef struct {
 static pthread_mutex_t sys_lock = PTHREAD_MUTEX_INITIALIZER;
 static Sysrange_t sys_kept[SYS_NKEPT]; /* oldest first; guarded by sys_lock */
 static size_t sys_nkept, sys_keptbytes;
+
+typedef struct {
+    char* addr;  /* the segment's start, and the span's */
+    size_t size; /* the segment's bytes, open (a multiple of the OS page) */
+    size_t span; /* bytes reserved from addr: the segment grows in place up to this */
+} Sysresv_t;
+
+static Sysresv_t sys_resv[SYS_NRESV]; /* oldest first; guarded by sys_lock */
+static size_t sys_nresv;
 
 /* Range i leaves the list. Locked. */
 static void sys_remove(size_t i)
@@ -126,18 +155,123 @@ static char* sys_take(size_t size)
     return a;
 }
 
+/* ---- reservations ------------------------------------------------------------ */
+
+/* Span reserved for a new segment of size bytes: room to double, at least
+ * SYS_SPANMIN, at most SYS_TAILMAX beyond the segment; 0 where address
+ * space is scarce (32 bits). */
+static size_t sys_span(size_t size)
+{
+    if (sizeof(void*) < 8 || size > SYS_TAILMAX)
+        return 0;
+    size_t span = size < SYS_SPANMIN / 2 ? SYS_SPANMIN : 2 * size;
+    return vm_align_up(span, SYSTEM_ALIGN);
+}
+
+/* The reservation that starts at addr, or SYS_NRESV. Locked. */
+static size_t sys_resv_find(const char* addr)
+{
+    size_t i = 0;
+    while (i < sys_nresv && sys_resv[i].addr != addr)
+        ++i;
+    return i < sys_nresv ? i : SYS_NRESV;
+}
+
+static void sys_resv_remove(size_t i)
+{
+    sys_nresv -= 1;
+    memmove(&sys_resv[i], &sys_resv[i + 1], (sys_nresv - i) * sizeof sys_resv[0]);
+}
+
+/* Reservation i ends: its tail goes back, its segment stays an ordinary
+ * mapping (mremap then resizes it). Locked. */
+static void sys_resv_drop(size_t i)
+{
+    Sysresv_t r = sys_resv[i];
+    if (r.span > r.size)
+        (void)vm_os_unmap(r.addr + r.size, r.span - r.size);
+    sys_resv_remove(i);
+}
+
+/* size bytes at a multiple of SYSTEM_ALIGN at the start of a new
+ * reservation, or NULL. The oldest reservation ends if the table is full.
+ * Locked. */
+static char* sys_reserve(size_t size)
+{
+    size_t span = sys_span(size);
+    char* a = span ? vm_os_reserve(span, SYSTEM_ALIGN) : NULL;
+    if (!a)
+        return NULL;
+    if (vm_os_commit(a, size) != 0) {
+        (void)vm_os_unmap(a, span);
+        return NULL;
+    }
+    if (sys_nresv == SYS_NRESV)
+        sys_resv_drop(0);
+    sys_resv[sys_nresv++] = (Sysresv_t){a, size, span};
+    return a;
+}
+
+/* Resize the segment at addr in place within its reservation: 1 if done,
+ * -1 if it has one but nsz does not fit in it, 0 if it has none. nsz = 0
+ * ends the reservation with its segment (keep: the segment's pages stay
+ * mapped for the caller to keep). Locked. */
+static int sys_resv_resize(char* addr, size_t nsz, int keep)
+{
+    size_t i = sys_resv_find(addr);
+    if (i == SYS_NRESV)
+        return 0;
+    Sysresv_t* r = &sys_resv[i];
+    size_t n = vm_align_up(nsz, vm_os_pagesize());
+    if (n == 0) {
+        if (keep)
+            sys_resv_drop(i);
+        else {
+            (void)vm_os_unmap(r->addr, r->span);
+            sys_resv_remove(i);
+        }
+        return 1;
+    }
+    if (n > r->span)
+        return -1;
+    if (n > r->size) {
+        /* Kept pages first: they are resident already, and a new segment
+         * cut from them costs no page fault (the caller makes one when
+         * this fails); growing here instead faulted dot's replay 13 ms of
+         * system time in, and expiring them first added to the peak. */
+        sys_expire(0);
+        if (sys_nkept || vm_os_commit(r->addr + r->size, n - r->size) != 0)
+            return -1;
+    }
+    if (n < r->size && vm_os_decommit(r->addr + n, r->size - n) != 0)
+        return -1;
+    r->size = n;
+    return 1;
+}
+
 /* A new segment for either twin: from a kept range, else (every range
- * given back first: the process grows) a new mapping. */
+ * given back first: the process grows) at the start of a reservation, else
+ * a plain mapping, with every reservation's tail given back first if
+ * address space ran out. */
 static void* sys_new(size_t size)
 {
     size = vm_align_up(size, vm_os_pagesize());
     pthread_mutex_lock(&sys_lock);
     sys_expire(0);
     char* a = sys_take(size);
-    if (!a)
+    if (!a) {
         sys_expire(1);
+        a = sys_reserve(size);
+    }
     pthread_mutex_unlock(&sys_lock);
-    return a ? a : vm_os_map_aligned(size, SYSTEM_ALIGN);
+    if (!a && !(a = vm_os_map_aligned(size, SYSTEM_ALIGN))) {
+        pthread_mutex_lock(&sys_lock);
+        while (sys_nresv)
+            sys_resv_drop(0);
+        pthread_mutex_unlock(&sys_lock);
+        a = vm_os_map_aligned(size, SYSTEM_ALIGN);
+    }
+    return a;
 }
 
 /* Grow the segment [addr, addr + csz) in place to nsz bytes over the kept
@@ -165,11 +299,24 @@ static int sys_absorb(char* addr, size_t csz, size_t nsz)
     return done;
 }
 
+/* Resize or release [addr, addr + csz) within its reservation: 1 done, -1
+ * refused, 0 it has none. */
+static int sys_resv_call(char* addr, size_t nsz, int keep)
+{
+    pthread_mutex_lock(&sys_lock);
+    int r = sys_resv_resize(addr, nsz, keep);
+    pthread_mutex_unlock(&sys_lock);
+    return r;
+}
+
 static void* system_aligned_memory(Vmalloc_t* vm, void* addr, size_t csz, size_t nsz,
                                    Vmdisc_t* disc)
 {
     if (csz == 0)
         return nsz ? sys_new(nsz) : NULL;
+    int r = sys_resv_call(addr, nsz, 0);
+    if (r != 0)
+        return r > 0 ? addr : NULL;
     if (nsz > csz && sys_absorb(addr, csz, nsz))
         return addr;
     return system_memory(vm, addr, csz, nsz, disc);
@@ -179,6 +326,7 @@ static void* system_kept_memory(Vmalloc_t* vm, void* addr, size_t csz, size_t ns
 {
     if (csz == 0 || nsz != 0)
         return system_aligned_memory(vm, addr, csz, nsz, disc);
+    (void)sys_resv_call(addr, 0, 1); /* the tail goes, the pages are kept */
     pthread_mutex_lock(&sys_lock);
     sys_expire(0);
     sys_keep(addr, vm_align_up(csz, vm_os_pagesize()), vm_os_now_ms());
@@ -186,10 +334,12 @@ static void* system_kept_memory(Vmalloc_t* vm, void* addr, size_t csz, size_t ns
     return addr;
 }
 
-/* Sizes in whole 64 KiB: mappings the kernel places next to each other then
- * stay aligned, and vm_os_map_aligned seldom needs its second try. */
-Vmdisc_t vm_dc_system_aligned = {system_aligned_memory, NULL, SYSTEM_ALIGN};
-Vmdisc_t vm_dc_system_kept = {system_kept_memory, NULL, SYSTEM_ALIGN};
+/* Sizes in whole 32 KiB, a small page: a page segment grows in place by
+ * one page. (Segments start at a multiple of 64 KiB, a large page; new
+ * mappings are mostly reservations, whose spans are whole 64 KiB, so the
+ * kernel's next placement stays aligned.) */
+Vmdisc_t vm_dc_system_aligned = {system_aligned_memory, NULL, SYSTEM_ROUND};
+Vmdisc_t vm_dc_system_kept = {system_kept_memory, NULL, SYSTEM_ROUND};
 
 int vm_dc_system_tick(void)
 {

@@ -31,10 +31,17 @@
  *     takes a page from the region under its lock: a held page with room
  *     (left by a thread that ended), or an empty one.
  *   - A page whose last block its owner frees goes back to the region's
- *     empty pages at once (the first page of its queue stays). A thread that
- *     ends gives its pages to the region (a pthread key destructor); they
- *     are held there, on partial[cls], collected and reused by the next heap
- *     that needs a page of their class, or emptied by the timed tick.
+ *     empty pages at once; the first page of its queue stays, until the
+ *     heap's next PG_RETIRE to 2 PG_RETIRE slow calls if it stays empty
+ *     (pg_retire). A thread that ends gives its pages to the region (a
+ *     pthread key destructor); they are held there, on partial[cls],
+ *     collected and reused by the next heap that needs a page of their
+ *     class, or emptied by the timed tick.
+ *   - Page segments come from Vmdcsystem's aligned twin, which reserves
+ *     room after each (disc/system.c): the newest segment of a kind grows
+ *     in place by an eighth of its pages (at least one) up to pg_maxseg, so
+ *     the arena follows the pages in use; a new segment starts at pg_minseg
+ *     pages once one has grown (x1.25 the last one where none could).
  *   - Empty pages are dirty (touched since their last purge) or clean.
  *     Dirty pages beyond max(32 MiB, half the active pages) are purged at
  *     once (madvise): a program that frees a peak drops to about that much
@@ -64,10 +71,11 @@
  * more; a free by another thread that leaves no user of a page, one more
  * (pg_reclaim: O(blocks on its xfree)). A sweep: O(blocks of the
  * page) and a madvise per run of eighths. Page lookup: two dependent
- * loads. Space: 0 header bytes per block; 64 bytes per page and ~128 per
- * segment, in the segment's first OS page, and 8 (16 for a 64 KiB page) in
- * the map; each thread keeps the pages it owns, at most one of them empty
- * per class.
+ * loads. Space: 0 header bytes per block; page 0 of a segment gives its
+ * first 3968 bytes (2176 for 64 KiB pages) to the segment's counters and
+ * the descriptors of every page it may grow to, and 8 bytes per page (16
+ * for a 64 KiB page) go to the map; each thread keeps the pages it owns,
+ * at most one of them empty per class (for PG_RETIRE slow calls or so).
  *
  * Locking. Empty pages, held pages and their free lists, page segments,
  * ownership (d->owner changes only under the region lock) and the region's
@@ -133,7 +141,7 @@ struct pg_page {
 /* A page segment's counters, at page 0 + PG_SEGINFO; its pages' descriptors
  * follow at page 0 + PG_DESCS, so a wholly purged page keeps nothing
  * resident, and page 0 only its first OS page. */
-typedef struct {
+typedef struct pg_seginfo {
     uint32_t npages, nactive;
     Vmseg_t* seg;
     char* first;   /* page 0 */
@@ -152,6 +160,11 @@ struct pg_heap {
     Pgpage_t* page[PG_NCLASS];
     Pgpage_t *head[PG_NCLASS], *tail[PG_NCLASS];
     uint32_t npages[PG_NCLASS]; /* atomic: pg_reclaim lowers it */
+    /* The owner's: classes whose first page its free emptied, this epoch
+     * and the one before, and the slow-path calls that make the epochs
+     * (pg_retire). */
+    uint64_t retnew, retold;
+    unsigned slowcalls;
     /* Held by the owner while it changes which page of a queue is first
      * without the region lock (pg_q_rotate), and tried by pg_reclaim (with
      * the region lock) while it takes a page that is not first. */
@@ -437,10 +450,11 @@ static inline unsigned pg_thin(const Pgpage_t* d)
 
 static inline Pgseg_t* pg_seginfo(const Vmseg_t* seg) { return seg->mdata; }
 
-/* Where page j's blocks start: after the headers in page 0. */
+/* Where page j's blocks start: after the headers in page 0, room left for
+ * the descriptors of every page the segment may grow to (pg_grow_inplace). */
 static inline uint16_t pg_start(const Pgseg_t* info, size_t j)
 {
-    return (uint16_t)(j ? 0 : vm_align_up(PG_DESCS + info->npages * sizeof(Pgpage_t), 16));
+    return (uint16_t)(j ? 0 : PG_DESCS + pg_maxseg[info->kind] * sizeof(Pgpage_t));
 }
 
 typedef struct pg_kind Pgkind_t;
@@ -501,13 +515,86 @@ static size_t pg_dirty_limit(const Pgstate_t* pg, unsigned kind)
 
 /* ---- page segments (locked) ---------------------------------------------- */
 
-/* A new page segment of the kind, its pages on the clean list. 0, or -1 with
- * the fault recorded. */
+/* Pages [from, to) of the segment at first become empty, never-used pages
+ * on the clean list, the lowest first; the segment counts them. */
+static void pg_seg_add(Pgstate_t* pg, Pgseg_t* info, size_t from, size_t to)
+{
+    unsigned kind = info->kind;
+    Pgkind_t* pk = &pg->kind[kind];
+    for (size_t i = to; i-- > from;) {
+        Pgpage_t* d = pg_desc(info->first, i);
+        memset(d, 0, sizeof *d);
+        d->state = PG_EMPTY;
+        d->kind = (uint8_t)kind;
+        d->mask = (uint16_t)(pg_psize(kind) - 1);
+        pg_push(&pk->clean, NULL, d);
+    }
+    info->npages = (uint32_t)to;
+    pk->nclean += to - from;
+    pk->npages += to - from;
+    pg->pagebytes += (to - from) * pg_psize(kind);
+}
+
+/* Map pages [from, to) of the segment at first to their descriptors: 0, or
+ * -1 with none of them mapped. */
+static int pg_map_range(char* first, unsigned kind, size_t from, size_t to)
+{
+    size_t i = from;
+    while (i < to && pg_map_set(first, kind, i, 1) == 0)
+        ++i;
+    if (i == to)
+        return 0;
+    while (i-- > from)
+        (void)pg_map_set(first, kind, i, 0);
+    return -1;
+}
+
+/* Grow the kind's growing segment in place by an eighth of its pages (at
+ * least one), up to pg_maxseg pages: the arena then follows the pages in
+ * use within ~1/8 instead of the x1.25 of a new segment. 1 if it grew, 0
+ * if not. */
+static int pg_grow_inplace(Vmalloc_t* vm, Pgstate_t* pg, Pgkind_t* pk)
+{
+    Pgseg_t* info = pk->grow;
+    Vmseg_t* seg = info->seg;
+    unsigned kind = info->kind;
+    size_t psize = pg_psize(kind), np = info->npages;
+    size_t add = np / 8 ? np / 8 : 1;
+    if (np + add > pg_maxseg[kind])
+        add = pg_maxseg[kind] - np;
+    if (add == 0) {
+        pk->grow = NULL;
+        return 0;
+    }
+    /* vm_seg_resize's size is data + minsize + VM_ALIGN, rounded. A refusal
+     * may pass (the discipline prefers its kept ranges for now): the
+     * segment stays the one to grow. */
+    size_t want = (size_t)(info->first - seg->data) + (np + add) * psize - VM_ALIGN;
+    if (vm_seg_resize(vm, seg, want) < 0)
+        return 0;
+    size_t to = (size_t)(seg->end - info->first) / psize;
+    if (to > pg_maxseg[kind])
+        to = pg_maxseg[kind]; /* a granule may hold more pages than the descriptors */
+    if (pg_map_range(info->first, kind, np, to) < 0) {
+        pk->grow = NULL;
+        return 0; /* the segment keeps the bytes, unused until it goes */
+    }
+    pg_seg_add(pg, info, np, to);
+    pk->inplace = 1;
+    return 1;
+}
+
+/* More empty pages of the kind: the growing segment grows in place, or a
+ * new page segment comes (pg_minseg pages once segments have grown in place,
+ * else x1.25 the last), its pages on the clean list. 0, or -1 with the
+ * fault recorded. */
 static int pg_grow(Vmalloc_t* vm, Pgstate_t* pg, unsigned kind)
 {
     Pgkind_t* pk = &pg->kind[kind];
+    if (pk->grow && pg_grow_inplace(vm, pg, pk))
+        return 0;
     size_t psize = pg_psize(kind);
-    size_t n = pk->nextseg ? pk->nextseg : pg_minseg[kind];
+    size_t n = pk->inplace ? pg_minseg[kind] : pk->nextseg ? pk->nextseg : pg_minseg[kind];
     /* Vmdcsystem's aligned twin when the region is on Vmdcsystem. */
     Vmdisc_t* disc = vm->disc == &vm_dc_system ? &vm_dc_system_aligned : vm->disc;
     Vmseg_t* seg = vm_seg_get_from(vm, disc, n * psize - vm_seg_need(0, 0));
@@ -519,37 +606,22 @@ static int pg_grow(Vmalloc_t* vm, Pgstate_t* pg, unsigned kind)
     size_t np = first + psize <= seg->end ? (size_t)(seg->end - first) / psize : 0;
     if (np > PG_MAXSEG)
         np = PG_MAXSEG; /* the descriptors must fit in page 0's first OS page */
-    size_t i = 0;
-    while (i < np && pg_map_set(first, kind, i, 1) == 0)
-        ++i;
-    if (np == 0 || i < np) {
-        while (i-- > 0)
-            (void)pg_map_set(first, kind, i, 0);
+    if (np == 0 || pg_map_range(first, kind, 0, np) < 0) {
         (void)vm_seg_put(vm, seg);
         vm_fault(vm, VM_NOMEM, (void*)(n * psize));
         return -1;
     }
     Pgseg_t* info = (Pgseg_t*)(first + PG_SEGINFO);
-    info->npages = (uint32_t)np;
     info->nactive = 0;
     info->seg = seg;
     info->first = first;
     info->kind = kind;
     seg->mflags = SEG_PAGES;
     seg->mdata = info;
-    for (i = np; i-- > 0;) { /* page 0 ends up first on the list */
-        Pgpage_t* d = pg_desc(first, i);
-        memset(d, 0, sizeof *d);
-        d->state = PG_EMPTY;
-        d->kind = (uint8_t)kind;
-        d->mask = (uint16_t)(psize - 1);
-        pg_push(&pk->clean, NULL, d);
-    }
-    pk->nclean += np;
-    pk->npages += np;
-    pg->pagebytes += np * psize;
+    pg_seg_add(pg, info, 0, np);
     size_t next = n + (n + 3) / 4;
     pk->nextseg = next > pg_maxseg[kind] ? pg_maxseg[kind] : next;
+    pk->grow = np < pg_maxseg[kind] ? info : NULL;
     return 0;
 }
 
@@ -561,6 +633,8 @@ static void pg_release(Vmalloc_t* vm, Pgstate_t* pg, Vmseg_t* seg)
     size_t np = info->npages;
     char* first = info->first;
     unsigned kind = info->kind;
+    if (pk->grow == info)
+        pk->grow = NULL;
     for (size_t i = 0; i < np; ++i)
         pg_empty_unlink(pg, pg_desc(first, i));
     for (size_t i = 0; i < np; ++i)
@@ -1412,10 +1486,41 @@ __attribute__((noinline)) static int pg_adopt(Vmalloc_t* vm, Pgheap_t* c, unsign
     return d ? 0 : -1;
 }
 
+/* An epoch of heap c's slow path has ended: the first pages its frees
+ * emptied in the epoch before, not again in this one, and that are still
+ * empty, go back to the region (a class a program has stopped using would
+ * keep its page for good: a block grown through the classes by realloc
+ * left one in each). A page emptied in every epoch is in use and stays: a
+ * block allocated and freed over and over costs no take (retiring pages
+ * emptied again made awk's replay 1.1% more instructions, in pg_adopt).
+ * mimalloc retires its pages after a count of slow calls too. */
+#define PG_RETIRE 16
+__attribute__((noinline)) static void pg_retire(Vmalloc_t* vm, Pgheap_t* c, unsigned keep)
+{
+    uint64_t old = c->retold & ~c->retnew & ~((uint64_t)1 << keep);
+    c->retold = c->retnew;
+    c->retnew = 0;
+    if (!old)
+        return;
+    Pgstate_t* pg = c->pg;
+    pthread_mutex_lock(&vm->lock);
+    for (; old; old &= old - 1) {
+        unsigned k = (unsigned)__builtin_ctzll(old);
+        Pgpage_t* d = c->head[k];
+        if (d && pg_used(d) == 0) {
+            pg_q_unlink(c, k, d);
+            pg_unown(vm, pg, d);
+        }
+    }
+    pthread_mutex_unlock(&vm->lock);
+}
+
 /* The first page of c's class k had no block, or a damaged one. */
 __attribute__((noinline)) static void* pg_alloc_slow(Vmalloc_t* vm, Pgheap_t* c, unsigned k)
 {
     Pgstate_t* pg = c->pg;
+    if (++c->slowcalls % PG_RETIRE == 0 && (c->retold | c->retnew))
+        pg_retire(vm, c, k);
     if (c->page[k]->free) /* its first block's key is broken */
         pg_damaged(pg, c->page[k]);
     unsigned npages = pg_q_count(c, k);
@@ -1442,8 +1547,11 @@ __attribute__((noinline)) static void* pg_alloc_slow(Vmalloc_t* vm, Pgheap_t* c,
 __attribute__((noinline)) static void pg_thinned(Vmalloc_t* vm, Pgheap_t* c, Pgpage_t* d)
 {
     unsigned k = d->cls;
-    if (c->head[k] == d)
+    if (c->head[k] == d) {
+        if (pg_used(d) == 0)
+            c->retnew |= (uint64_t)1 << k; /* pg_retire's to look at */
         return;
+    }
     Pgstate_t* pg = c->pg;
     pthread_mutex_lock(&vm->lock);
     if (pg_owner(d) == c) { /* else pg_reclaim took it meanwhile */

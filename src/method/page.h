@@ -87,6 +87,8 @@ typedef struct {
                                     * from the tail keep it so) */
         size_t npages;             /* pages in all page segments of the kind */
         size_t nextseg;            /* pages in the next page segment */
+        struct pg_seginfo* grow;   /* the newest segment, while it may grow in place */
+        int inplace;               /* a segment has grown in place: new ones start small */
     } kind[2];
     size_t pagebytes;              /* bytes in all page segments */
     Pgheap_t* heaps;               /* this region's thread heaps */
