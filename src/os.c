@@ -117,7 +117,7 @@ int vm_os_commit(void* addr, size_t size)
 int vm_os_decommit(void* addr, size_t size)
 {
     if (os_overcommits())
-        return madvise(addr, size, MADV_DONTNEED);
+        return vm_os_purge(addr, size);
     void* p = mmap(addr, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE,
                    -1, 0);
     return p == MAP_FAILED ? -1 : 0;

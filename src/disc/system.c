@@ -32,11 +32,13 @@
  * Reservations. The kernel places mappings top-down, each just below the
  * last, so the addresses after a new segment are soon taken and mremap
  * cannot grow it. A new mapping of either twin is therefore the start of a
- * reserved span (PROT_NONE, MAP_NORESERVE: no memory, no commit charge) of
- * twice its size, at least SYS_SPANMIN: growing the segment within it opens
- * pages (mprotect), shrinking closes them again (their memory goes back),
- * releasing it unmaps the span (the kept twin keeps the segment's pages and
- * gives back the tail). A block growing at the end of a segment (the
+ * reserved span (no memory until touched, no commit charge: os.c's
+ * vm_os_reserve) of twice its size, at least SYS_SPANMIN: growing the
+ * segment within it opens pages (vm_os_commit), shrinking closes them
+ * again (their memory goes back), releasing it unmaps the span (the kept
+ * twin keeps the segment's pages and gives back the tail). Growth is
+ * refused while kept ranges exist: their pages are resident, and the
+ * caller's new segment is cut from them. A block growing at the end of a segment (the
  * paper's fragment pattern: 7 moves and 4 KiB copied, where 8 moves had
  * copied 132 KiB and the arena held both copies), a huge block's realloc,
  * and the small-block pages (their segment grows by an eighth instead of a

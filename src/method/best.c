@@ -406,8 +406,8 @@ static int best_extend(Vmalloc_t* vm, size_t size)
     size_t used = (size_t)(seg->end - seg->data);
     size_t grow = size - have;
     /* An eighth more than asked, so that a run of small growths costs few
-     * calls and the arena stays within ~1/8 of what the wilderness serves
-     * (a segment that has a reservation behind it grows by an mprotect). */
+     * discipline calls and the arena stays within ~1/8 of what the
+     * wilderness serves. */
     size_t more = grow > used / 8 ? grow : used / 8;
     if (vm_seg_resize(vm, seg, used + more) < 0 && vm_seg_resize(vm, seg, used + grow) < 0)
         return -1;

@@ -549,7 +549,7 @@ static int pg_map_range(char* first, unsigned kind, size_t from, size_t to)
     return -1;
 }
 
-/* Grow the kind's growing segment in place by an eighth of its pages (at
+/* Grow the kind's newest segment in place by an eighth of its pages (at
  * least one), up to pg_maxseg pages: the arena then follows the pages in
  * use within ~1/8 instead of the x1.25 of a new segment. 1 if it grew, 0
  * if not. */
@@ -562,23 +562,18 @@ static int pg_grow_inplace(Vmalloc_t* vm, Pgstate_t* pg, Pgkind_t* pk)
     size_t add = np / 8 ? np / 8 : 1;
     if (np + add > pg_maxseg[kind])
         add = pg_maxseg[kind] - np;
-    if (add == 0) {
-        pk->grow = NULL;
-        return 0;
-    }
-    /* vm_seg_resize's size is data + minsize + VM_ALIGN, rounded. A refusal
-     * may pass (the discipline prefers its kept ranges for now): the
-     * segment stays the one to grow. */
+    /* vm_seg_resize's size is data + minsize + VM_ALIGN, rounded. On any
+     * failure (full, the span used up, the discipline's kept ranges to be
+     * used first) pg_grow maps a new segment, which becomes the one to
+     * grow. */
     size_t want = (size_t)(info->first - seg->data) + (np + add) * psize - VM_ALIGN;
-    if (vm_seg_resize(vm, seg, want) < 0)
+    if (add == 0 || vm_seg_resize(vm, seg, want) < 0)
         return 0;
     size_t to = (size_t)(seg->end - info->first) / psize;
     if (to > pg_maxseg[kind])
         to = pg_maxseg[kind]; /* a granule may hold more pages than the descriptors */
-    if (pg_map_range(info->first, kind, np, to) < 0) {
-        pk->grow = NULL;
+    if (pg_map_range(info->first, kind, np, to) < 0)
         return 0; /* the segment keeps the bytes, unused until it goes */
-    }
     pg_seg_add(pg, info, np, to);
     pk->inplace = 1;
     return 1;
@@ -621,7 +616,7 @@ static int pg_grow(Vmalloc_t* vm, Pgstate_t* pg, unsigned kind)
     pg_seg_add(pg, info, 0, np);
     size_t next = n + (n + 3) / 4;
     pk->nextseg = next > pg_maxseg[kind] ? pg_maxseg[kind] : next;
-    pk->grow = np < pg_maxseg[kind] ? info : NULL;
+    pk->grow = info;
     return 0;
 }
 

@@ -87,7 +87,7 @@ typedef struct {
                                     * from the tail keep it so) */
         size_t npages;             /* pages in all page segments of the kind */
         size_t nextseg;            /* pages in the next page segment */
-        struct pg_seginfo* grow;   /* the newest segment, while it may grow in place */
+        struct pg_seginfo* grow;   /* the newest segment: pg_grow grows it in place first */
         int inplace;               /* a segment has grown in place: new ones start small */
     } kind[2];
     size_t pagebytes;              /* bytes in all page segments */
