@@ -38,8 +38,7 @@ void _vmflinfo(const char* file, int line)
     /* For good: a program built with VMFL notes (nearly) every call, so
      * its mallocs take the general path, which reads the note; the others
      * never pay a look at this thread's note on each call. */
-    if (!(__atomic_load_n(&vm_malloc_slow, __ATOMIC_RELAXED) & VM_SLOW_FL))
-        vm_malloc_slow_set(VM_SLOW_FL, 1);
+    vm_malloc_slow_stick(VM_SLOW_FL);
 }
 
 /* The caller an entry point noted for this thread's current call. */

@@ -472,6 +472,13 @@ static inline void vm_malloc_slow_set(int why, int on)
     else
         (void)__atomic_and_fetch(&vm_malloc_slow, ~why, __ATOMIC_ACQ_REL);
 }
+/* Set a bit that stays set (VM_SLOW_FL, VM_SLOW_SITES): its callers run on
+ * every call that notes a site, so the word is written only the first time. */
+static inline void vm_malloc_slow_stick(int why)
+{
+    if (!(__atomic_load_n(&vm_malloc_slow, __ATOMIC_RELAXED) & why))
+        vm_malloc_slow_set(why, 1);
+}
 
 /* May a call on vm take its method's lock-free path? Not when it is traced
  * or carries a VMFL note: those go the locked way, which records them. One
@@ -551,7 +558,7 @@ extern Vmalloc_t* vm_heap_region(void); /* the static Vmheap object */
 size_t vm_os_pagesize(void);
 void* vm_os_map(size_t size);                            /* fresh zeroed pages */
 void* vm_os_map_aligned(size_t size, size_t align);      /* the same, at a multiple of align */
-void* vm_os_reserve(size_t size, size_t align);          /* addresses only (no access), aligned */
+void* vm_os_reserve(size_t size, size_t align);          /* addresses, no memory until touched; aligned */
 int vm_os_commit(void* addr, size_t size);               /* open reserved pages: zeroed, writable */
 int vm_os_decommit(void* addr, size_t size);             /* drop pages, keep the addresses reserved */
 uint64_t vm_os_now_ms(void);                             /* a monotonic clock, cheap and coarse */

@@ -20,6 +20,12 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+/* vmalloc.h's names, repeated (C11 allows it) rather than the header
+ * included: a test built with -DVMFL must include it after every system
+ * header, whose declarations its macros would rename. */
+typedef struct _vmalloc_s Vmalloc_t;
+typedef struct _vmdisc_s Vmdisc_t;
+
 static int t_failures; /* failed EXPECTs so far */
 
 static inline void t_report(const char* file, int line, const char* cond, const char* fmt, ...)
@@ -109,6 +115,17 @@ static inline uint64_t t_rand(uint64_t* s)
     x ^= x >> 27;
     *s = x;
     return x * 0x2545F4914F6CDD1Dull;
+}
+
+/* A vmwalk visitor that counts the blocks it is shown into *(size_t*)arg. */
+static inline int t_count_blocks(Vmalloc_t* vm, void* block, size_t size, Vmdisc_t* disc, void* arg)
+{
+    (void)vm;
+    (void)block;
+    (void)size;
+    (void)disc;
+    *(size_t*)arg += 1;
+    return 0;
 }
 
 #endif /* T_H */

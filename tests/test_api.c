@@ -96,16 +96,6 @@ static int rec_count(const Rec_t* r, int from, int t)
 
 /* ---- NULL regions and arguments ------------------------------------------ */
 
-static int visit_count(Vmalloc_t* vm, void* block, size_t size, Vmdisc_t* disc, void* arg)
-{
-    (void)vm;
-    (void)block;
-    (void)size;
-    (void)disc;
-    *(size_t*)arg += 1;
-    return 0;
-}
-
 static void test_null_region(void)
 {
     int local = 0;
@@ -176,7 +166,7 @@ static void test_null_region(void)
     /* vmwalk(NULL) walks all regions: at least the Vmheap block we hold. */
     h = vmalloc(Vmheap, 10);
     size_t n = 0;
-    CHECK(vmwalk(NULL, visit_count, &n) == 0 && n >= 1, "vmwalk(NULL) saw %zu blocks", n);
+    CHECK(vmwalk(NULL, t_count_blocks, &n) == 0 && n >= 1, "vmwalk(NULL) saw %zu blocks", n);
     vmfree(Vmheap, h);
 
     /* Every method of the paper exists. */

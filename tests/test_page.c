@@ -313,16 +313,6 @@ static long resident_in_pages(char** b, size_t n)
     return total;
 }
 
-static int walk_count(Vmalloc_t* vm, void* addr, size_t size, Vmdisc_t* disc, void* arg)
-{
-    (void)vm;
-    (void)addr;
-    (void)size;
-    (void)disc;
-    ++*(size_t*)arg;
-    return 0;
-}
-
 /* Pages left with a survivor or two by their owner go to the region, which
  * purges their free parts (vmcompact at once; the timed upkeep after a
  * quiet step): the survivors stay intact, the freed blocks stay refused as
@@ -385,7 +375,7 @@ static void test_thin(void)
           st.n_busy, st.s_busy, kept);
     CHECK(vmdbcheck(vm) == 0, "region damaged by the sweep");
     size_t n = 0;
-    CHECK(vmwalk(vm, walk_count, &n) == 0 && n == kept, "vmwalk saw %zu of %zu", n, kept);
+    CHECK(vmwalk(vm, t_count_blocks, &n) == 0 && n == kept, "vmwalk saw %zu of %zu", n, kept);
     for (size_t i = 0; i < THIN_N; ++i)
         if (thin_b[i])
             for (int j = 0; j < 64; ++j)
@@ -413,7 +403,7 @@ static void test_thin(void)
     st = stat_of(vm);
     CHECK(st.n_busy == kept + THIN_N, "vmstat after refill: %zu busy", st.n_busy);
     n = 0;
-    CHECK(vmwalk(vm, walk_count, &n) == 0 && n == kept + THIN_N, "vmwalk after refill: %zu", n);
+    CHECK(vmwalk(vm, t_count_blocks, &n) == 0 && n == kept + THIN_N, "vmwalk after refill: %zu", n);
     CHECK(vmdbcheck(vm) == 0, "region damaged by the refill");
     for (size_t i = 0; i < THIN_N; ++i) {
         CHECK(vmfree(vm, again[i]) == 0, "vmfree");

@@ -308,16 +308,6 @@ typedef struct {
     int walker;
 } Churn_t;
 
-static int count_visit(Vmalloc_t* vm, void* block, size_t size, Vmdisc_t* disc, void* arg)
-{
-    (void)vm;
-    (void)block;
-    (void)size;
-    (void)disc;
-    *(long*)arg += 1;
-    return 0;
-}
-
 static void* churn(void* arg)
 {
     Churn_t* c = arg;
@@ -344,8 +334,8 @@ static void* churn(void* arg)
         CHECK(vmregion(c->keepblk) == c->keep, "churn %d: vmregion of the long-lived region",
               c->id);
         if (c->walker && r % 8 == 0) {
-            long n = 0;
-            CHECK(vmwalk(NULL, count_visit, &n) == 0 && n >= 3, "churn %d: vmwalk(NULL) saw %ld",
+            size_t n = 0;
+            CHECK(vmwalk(NULL, t_count_blocks, &n) == 0 && n >= 3, "churn %d: vmwalk(NULL) saw %zu",
                   c->id, n);
         }
         for (int i = 0; i < 20; ++i)
@@ -457,11 +447,11 @@ static void run_walk_while_writing(void)
         pthread_cond_wait(&s.cond, &s.lock);
     pthread_mutex_unlock(&s.lock);
     for (int i = 0; i < 200; ++i) {
-        long n = 0;
-        CHECK(vmwalk(s.vm, count_visit, &n) == 0 && n == 5,
-              "a walk while the blocks are written saw %ld busy blocks, not 5", n);
+        size_t n = 0;
+        CHECK(vmwalk(s.vm, t_count_blocks, &n) == 0 && n == 5,
+              "a walk while the blocks are written saw %zu busy blocks, not 5", n);
         n = 0;
-        CHECK(vmwalk(NULL, count_visit, &n) == 0 && n >= 5, "vmwalk(NULL) saw %ld", n);
+        CHECK(vmwalk(NULL, t_count_blocks, &n) == 0 && n >= 5, "vmwalk(NULL) saw %zu", n);
         /* vmaddr answers for the same blocks without reading them either. */
         for (int j = 0; j < 4; ++j)
             CHECK(vmaddr(s.vm, s.held[j] + 40) == 40, "vmaddr in a held page's written block");
@@ -473,8 +463,8 @@ static void run_walk_while_writing(void)
     for (int i = 0; i < 4; ++i)
         CHECK(vmfree(s.vm, s.held[i]) == 0, "vmfree of a held page's block");
     CHECK(vmfree(s.vm, s.locked) == 0, "vmfree of the locked path's block");
-    long n = 0;
-    CHECK(vmwalk(s.vm, count_visit, &n) == 0 && n == 0, "%ld blocks left", n);
+    size_t n = 0;
+    CHECK(vmwalk(s.vm, t_count_blocks, &n) == 0 && n == 0, "%zu blocks left", n);
     CHECK(vmclose(s.vm) == 0, "vmclose");
     pthread_cond_destroy(&s.cond);
     pthread_mutex_destroy(&s.lock);

@@ -80,8 +80,7 @@ int vm_inner_open(Vminner_t* in, Vmalloc_t* outer)
     if (!in->vm)
         return -1;
     __atomic_store_n(&vm_sites_on, 1, __ATOMIC_RELAXED);
-    if (!(__atomic_load_n(&vm_malloc_slow, __ATOMIC_RELAXED) & VM_SLOW_SITES))
-        vm_malloc_slow_set(VM_SLOW_SITES, 1);
+    vm_malloc_slow_stick(VM_SLOW_SITES);
     return 0;
 }
 
