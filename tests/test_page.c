@@ -137,10 +137,14 @@ static void test_growth(void)
     }
     EXPECT(moves <= 12, "%d moves for 10,000 growing resizes (the paper: 12)", moves);
     Vmstat_t st = stat_of(vm);
-    /* The arena holds a 64 KiB page for each class the block passed through
-     * (untouched beyond its first block: extent, not resident memory). */
-    EXPECT((double)st.extent <= 3.0 * (double)st.s_busy, "extent %zu for %zu busy bytes",
-           st.extent, st.s_busy);
+    /* The issue's bound for the paper's pattern: the arena within 1.2x the
+     * bytes asked for. The pages of the classes the block grew through go
+     * back once it has left them, the last one too (it left by a locked
+     * resize, whose free must count as the owner's for pg_retire to see
+     * the page empty). */
+    size_t asked = 10000 * 24 + size;
+    EXPECT((double)st.extent <= 1.2 * (double)asked, "extent %zu for %zu bytes asked (%.3fx)",
+           st.extent, asked, (double)st.extent / (double)asked);
     CHECK(vmdbcheck(vm) == 0 && vmclose(vm) == 0, "region intact");
 }
 

@@ -1385,7 +1385,7 @@ __attribute__((noinline)) static void pg_give_other(Vmalloc_t* vm, Pgpage_t* d, 
 
 /* p, a busy block of page d that heap c owns, onto d's free list, keyed
  * key; a page left thin goes back to the region. */
-static inline void pg_own_push(Pgheap_t* c, Pgpage_t* d, void* p, uint64_t key)
+static inline int pg_own_put(Pgpage_t* d, void* p, uint64_t key)
 {
     ((uint64_t*)p)[1] = key;
     ((void**)p)[0] = d->free;
@@ -1393,8 +1393,14 @@ static inline void pg_own_push(Pgheap_t* c, Pgpage_t* d, void* p, uint64_t key)
     uint16_t used = (uint16_t)(d->used - 1u);
     /* Release: pg_reclaim, seeing the count, sees the list too. */
     __atomic_store_n(&d->used, used, __ATOMIC_RELEASE);
-    /* One compare for the common case: pg_thin(d) <= PG_THIN. */
-    if (__builtin_expect(used <= PG_THIN, 0) && (used == 0 || used == pg_thin(d)))
+    /* 1 when d has just become thin (or empty): one compare for the common
+     * case, as pg_thin(d) <= PG_THIN. */
+    return __builtin_expect(used <= PG_THIN, 0) && (used == 0 || used == pg_thin(d));
+}
+
+static inline void pg_own_push(Pgheap_t* c, Pgpage_t* d, void* p, uint64_t key)
+{
+    if (pg_own_put(d, p, key))
         pg_thinned(d->vm, c, d);
 }
 
@@ -1538,23 +1544,36 @@ __attribute__((noinline)) static void* pg_alloc_slow(Vmalloc_t* vm, Pgheap_t* c,
  * timed upkeep can purge its free parts if nobody takes it (an owned page
  * only its owner may touch, and an idle owner never would). A page the
  * owner does not allocate from only thins, so this happens at most once
- * each time it has been the first. */
-__attribute__((noinline)) static void pg_thinned(Vmalloc_t* vm, Pgheap_t* c, Pgpage_t* d)
+ * each time it has been the first.
+ * pg_thin_first: 1 if d is the first of its queue, and stays (noted for
+ * pg_retire if empty); 0 if it goes, by pg_thinned_locked. */
+static int pg_thin_first(Pgheap_t* c, Pgpage_t* d)
 {
     unsigned k = d->cls;
-    if (c->head[k] == d) {
-        if (pg_used(d) == 0)
-            c->retnew |= (uint64_t)1 << k; /* pg_retire's to look at */
+    if (c->head[k] != d)
+        return 0;
+    if (pg_used(d) == 0)
+        c->retnew |= (uint64_t)1 << k; /* pg_retire's to look at */
+    return 1;
+}
+
+/* Page d, thin and not first, leaves heap c's queue. Locked. */
+static void pg_thinned_locked(Vmalloc_t* vm, Pgheap_t* c, Pgpage_t* d)
+{
+    if (pg_owner(d) != c) /* pg_reclaim took it meanwhile */
         return;
-    }
-    Pgstate_t* pg = c->pg;
+    pg_q_unlink(c, d->cls, d);
+    pg_unown(vm, c->pg, d);
+    if (d->state != PG_EMPTY)
+        vm_upkeep_note(vm);
+}
+
+__attribute__((noinline)) static void pg_thinned(Vmalloc_t* vm, Pgheap_t* c, Pgpage_t* d)
+{
+    if (pg_thin_first(c, d))
+        return;
     pthread_mutex_lock(&vm->lock);
-    if (pg_owner(d) == c) { /* else pg_reclaim took it meanwhile */
-        pg_q_unlink(c, k, d);
-        pg_unown(vm, pg, d);
-        if (d->state != PG_EMPTY)
-            vm_upkeep_note(vm);
-    }
+    pg_thinned_locked(vm, c, d);
     (void)vm_best_tick(vm);
     pthread_mutex_unlock(&vm->lock);
 }
@@ -1808,7 +1827,17 @@ int pg_free(Vmalloc_t* vm, Pgstate_t* pg, void* p)
         vm_fault(vm, VM_BADADDR, p);
         return -1;
     }
-    if (pg_owner(d)) { /* a thread's page: as from any other thread */
+    Pgheap_t* owner = pg_owner(d);
+    if (owner && owner == pg_heap_mine(vm, pg)) {
+        /* The caller's own page (a block resized out of the pages comes
+         * here): as its lock-free free would, so that a first page left
+         * empty retires (pg_retire) instead of waiting on xfree for a
+         * collection that a class no longer used never makes. */
+        if (pg_own_put(d, p, pg_key(pg, p)) && !pg_thin_first(owner, d))
+            pg_thinned_locked(vm, owner, d);
+        return 0;
+    }
+    if (owner) { /* another thread's page: as from any other thread */
         ((uint64_t*)p)[1] = pg_key(pg, p);
         if (pg_xpush(d, p))
             pg_reclaim_locked(vm, pg, d);
