@@ -226,7 +226,9 @@ static Pgpage_t** pg_map[PG_MAPTOP];
 
 static inline Pgpage_t** pg_map_leaf(uintptr_t a)
 {
-    return a >> 47 ? NULL : __atomic_load_n(&pg_map[a >> 32], __ATOMIC_ACQUIRE);
+    /* One shift for the bound and the index (a >> 47 and a >> 32 were two). */
+    uintptr_t top = a >> 32;
+    return top >= PG_MAPTOP ? NULL : __atomic_load_n(&pg_map[top], __ATOMIC_ACQUIRE);
 }
 
 static inline char* pg_base(const void* p) { return (char*)((uintptr_t)p & ~(PG_SIZE - 1)); }
