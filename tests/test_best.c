@@ -86,6 +86,30 @@ static void kept_ranges(void)
     CHECK(vmfree(vm, small) == 0 && vmdbcheck(vm) == 0, "region damaged");
     CHECK(vmcompact(vm) == 0, "vmcompact");
 
+    /* A page segment that must grow while a kept range many times its
+     * growth exists grows into its own reservation: the range stays whole
+     * for the next huge block (sqlite's replay had page segments cut from
+     * the front of a freed 2 MiB block's range, and the next 2 MiB block
+     * mapped fresh pages). */
+    enum { NSMALL = 4096 };
+    static char* smalls[NSMALL];
+    smalls[0] = vmalloc(vm, 64); /* the page segment, before the range */
+    a = vmalloc(vm, n);
+    CHECK(smalls[0] && a && vmfree(vm, a) == 0, "a huge block");
+    int inside = 0;
+    for (int i = 1; i < NSMALL; ++i) { /* 256 KiB of blocks: the segment grows */
+        smalls[i] = vmalloc(vm, 64);
+        CHECK(smalls[i], "vmalloc");
+        inside += smalls[i] >= a && smalls[i] < a + n;
+    }
+    CHECK(inside == 0, "%d small blocks were cut from a kept range 64 times their growth", inside);
+    b = vmalloc(vm, n);
+    CHECK(b == a, "the kept range did not stay whole: %p, then %p", (void*)a, (void*)b);
+    CHECK(vmfree(vm, b) == 0, "vmfree");
+    for (int i = 0; i < NSMALL; ++i)
+        CHECK(vmfree(vm, smalls[i]) == 0, "vmfree");
+    CHECK(vmdbcheck(vm) == 0 && vmcompact(vm) == 0, "region damaged");
+
     /* A huge block cut from the front of a kept range grows in place over
      * the rest of it (the addresses are taken: mremap alone cannot). */
     a = vmalloc(vm, n);

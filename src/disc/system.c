@@ -37,8 +37,9 @@
  * segment within it opens pages (vm_os_commit), shrinking closes them
  * again (their memory goes back), releasing it unmaps the span (the kept
  * twin keeps the segment's pages and gives back the tail). Growth is
- * refused while kept ranges exist: their pages are resident, and the
- * caller's new segment is cut from them. A block growing at the end of a segment (the
+ * refused while a kept range exists that is at most SYS_KEPTFIT times the
+ * growth: its pages are resident, and the caller's new segment is cut from
+ * it; a range larger than that stays whole for a huge block. A block growing at the end of a segment (the
  * paper's fragment pattern: 7 moves and 4 KiB copied, where 8 moves had
  * copied 132 KiB and the arena held both copies), a huge block's realloc,
  * and the small-block pages (their segment grows by an eighth instead of a
@@ -157,6 +158,21 @@ static char* sys_take(size_t size)
     return a;
 }
 
+/* Is a kept range there for a new segment instead of a growth by grow
+ * bytes? One that it would not cut to pieces: a range more than
+ * SYS_KEPTFIT times larger is left whole for a huge block (sqlite's replay
+ * had a 128 KiB page segment cut from the front of a freed 2 MiB block's
+ * range, and the next 2 MiB block then mapped fresh pages: +1.2 MiB at the
+ * peak). Locked. */
+#define SYS_KEPTFIT 16
+static int sys_kept_fit(size_t grow)
+{
+    for (size_t i = 0; i < sys_nkept; ++i)
+        if (sys_kept[i].size / SYS_KEPTFIT <= grow)
+            return 1;
+    return 0;
+}
+
 /* ---- reservations ------------------------------------------------------------ */
 
 /* Span reserved for a new segment of size bytes: room to double, at least
@@ -242,7 +258,7 @@ static int sys_resv_resize(char* addr, size_t nsz, int keep)
          * this fails); growing here instead faulted dot's replay 13 ms of
          * system time in, and expiring them first added to the peak. */
         sys_expire(0);
-        if (sys_nkept || vm_os_commit(r->addr + r->size, n - r->size) != 0)
+        if (sys_kept_fit(n - r->size) || vm_os_commit(r->addr + r->size, n - r->size) != 0)
             return -1;
     }
     if (n < r->size && vm_os_decommit(r->addr + n, r->size - n) != 0)
