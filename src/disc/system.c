@@ -39,14 +39,15 @@
  * twin keeps the segment's pages and gives back the tail). Growth is
  * refused while a kept range exists that is at most SYS_KEPTFIT times the
  * growth: its pages are resident, and the caller's new segment is cut from
- * it; a range larger than that stays whole for a huge block. A block growing at the end of a segment (the
- * paper's fragment pattern: 7 moves and 4 KiB copied, where 8 moves had
- * copied 132 KiB and the arena held both copies), a huge block's realloc,
- * and the small-block pages (their segment grows by an eighth instead of a
- * new one mapped x1.25 larger) use them. At most SYS_NRESV spans are open;
- * the oldest then ends (its segment becomes an ordinary mapping), and every
- * span ends before a plain mapping is retried when address space runs out
- * (RLIMIT_AS). None on 32-bit systems.
+ * it; a range larger than that stays whole for a huge block. A block
+ * growing at the end of a segment (the paper's fragment pattern: 7 moves
+ * and 4 KiB copied, where 8 moves had copied 132 KiB and the arena held
+ * both copies), a huge block's realloc, and the small-block pages (their
+ * segment grows by an eighth instead of a new one mapped x1.25 larger) use
+ * them. At most SYS_NRESV spans are open; the oldest then ends (its
+ * segment becomes an ordinary mapping), and every span ends before a plain
+ * mapping is retried when address space runs out (RLIMIT_AS). None on
+ * 32-bit systems.
  *
  * Bounds: O(SYS_NKEPT + SYS_NRESV) per call of the twins; one global lock,
  * taken only there (segment calls, the slow path of every method).

@@ -226,7 +226,7 @@ static Pgpage_t** pg_map[PG_MAPTOP];
 
 static inline Pgpage_t** pg_map_leaf(uintptr_t a)
 {
-    /* One shift for the bound and the index (a >> 47 and a >> 32 were two). */
+    /* a >> 32 is the index and, against PG_MAPTOP, the bound: one shift. */
     uintptr_t top = a >> 32;
     return top >= PG_MAPTOP ? NULL : __atomic_load_n(&pg_map[top], __ATOMIC_ACQUIRE);
 }
@@ -1385,8 +1385,10 @@ __attribute__((noinline)) static void pg_give_other(Vmalloc_t* vm, Pgpage_t* d, 
         pg_reclaim(vm, d, p);
 }
 
-/* p, a busy block of page d that heap c owns, onto d's free list, keyed
- * key; a page left thin goes back to the region. */
+/* p, a busy block of page d that its owner frees, onto d's free list,
+ * keyed key: 1 if d has just become thin (or empty), for the caller to
+ * hand it back (pg_thinned, or pg_thin_first and pg_thinned_locked under
+ * the region lock). */
 static inline int pg_own_put(Pgpage_t* d, void* p, uint64_t key)
 {
     ((uint64_t*)p)[1] = key;
@@ -1395,11 +1397,12 @@ static inline int pg_own_put(Pgpage_t* d, void* p, uint64_t key)
     uint16_t used = (uint16_t)(d->used - 1u);
     /* Release: pg_reclaim, seeing the count, sees the list too. */
     __atomic_store_n(&d->used, used, __ATOMIC_RELEASE);
-    /* 1 when d has just become thin (or empty): one compare for the common
-     * case, as pg_thin(d) <= PG_THIN. */
+    /* One compare for the common case, as pg_thin(d) <= PG_THIN. */
     return __builtin_expect(used <= PG_THIN, 0) && (used == 0 || used == pg_thin(d));
 }
 
+/* The same for heap c's lock-free free: a page left thin goes back to the
+ * region. */
 static inline void pg_own_push(Pgheap_t* c, Pgpage_t* d, void* p, uint64_t key)
 {
     if (pg_own_put(d, p, key))
