@@ -1302,7 +1302,7 @@ static void pg_flush_mine(Vmalloc_t* vm, Pgstate_t* pg)
 /* ---- lock-free entry points ---------------------------------------------- */
 
 static void* pg_alloc_slow(Vmalloc_t* vm, Pgheap_t* c, unsigned k);
-static void pg_thinned(Vmalloc_t* vm, Pgheap_t* c, Pgpage_t* d);
+static void pg_thinned(Vmalloc_t* vm, Pgheap_t* c, Pgpage_t* d, unsigned k, const void* p);
 
 /* A block of class k from heap c: the first of its first page's free list.
  * Its key is checked again (free checked it before pushing): a write after
@@ -1386,27 +1386,37 @@ __attribute__((noinline)) static void pg_give_other(Vmalloc_t* vm, Pgpage_t* d, 
 }
 
 /* p, a busy block of page d that its owner frees, onto d's free list,
- * keyed key: 1 if d has just become thin (or empty), for the caller to
- * hand it back (pg_thinned, or pg_thin_first and pg_thinned_locked under
- * the region lock). */
-static inline int pg_own_put(Pgpage_t* d, void* p, uint64_t key)
+ * keyed key: 1 if d has just become thin (or empty), with its region in
+ * *vm and its class in *k, for the caller to hand it back (pg_thinned, or
+ * pg_thin_first and pg_thinned_locked under the region lock). d is read
+ * only before the count is stored: from then on, if every other block out
+ * is on xfree, pg_reclaim may take the page, empty it and (a tick later)
+ * unmap its segment. */
+static inline int pg_own_put(Pgpage_t* d, void* p, uint64_t key, Vmalloc_t** vm, unsigned* k)
 {
     ((uint64_t*)p)[1] = key;
     ((void**)p)[0] = d->free;
     d->free = p;
     uint16_t used = (uint16_t)(d->used - 1u);
+    /* One compare for the common case, as pg_thin(d) <= PG_THIN. */
+    int thin = __builtin_expect(used <= PG_THIN, 0) && (used == 0 || used == pg_thin(d));
+    if (thin) {
+        *vm = d->vm;
+        *k = d->cls;
+    }
     /* Release: pg_reclaim, seeing the count, sees the list too. */
     __atomic_store_n(&d->used, used, __ATOMIC_RELEASE);
-    /* One compare for the common case, as pg_thin(d) <= PG_THIN. */
-    return __builtin_expect(used <= PG_THIN, 0) && (used == 0 || used == pg_thin(d));
+    return thin;
 }
 
 /* The same for heap c's lock-free free: a page left thin goes back to the
  * region. */
 static inline void pg_own_push(Pgheap_t* c, Pgpage_t* d, void* p, uint64_t key)
 {
-    if (pg_own_put(d, p, key))
-        pg_thinned(d->vm, c, d);
+    Vmalloc_t* vm;
+    unsigned k;
+    if (pg_own_put(d, p, key, &vm, &k))
+        pg_thinned(vm, c, d, k, p);
 }
 
 /* p, a busy block of page d keyed key, freed by heap c: onto d's free list
@@ -1550,11 +1560,11 @@ __attribute__((noinline)) static void* pg_alloc_slow(Vmalloc_t* vm, Pgheap_t* c,
  * only its owner may touch, and an idle owner never would). A page the
  * owner does not allocate from only thins, so this happens at most once
  * each time it has been the first.
- * pg_thin_first: 1 if d is the first of its queue, and stays (noted for
- * pg_retire if empty); 0 if it goes, by pg_thinned_locked. */
-static int pg_thin_first(Pgheap_t* c, Pgpage_t* d)
+ * pg_thin_first: 1 if d, of class k, is the first of its queue, and stays
+ * (noted for pg_retire if empty); 0 if it goes, by pg_thinned_locked. Reads
+ * d only when it is first, which pg_reclaim never takes. */
+static int pg_thin_first(Pgheap_t* c, Pgpage_t* d, unsigned k)
 {
-    unsigned k = d->cls;
     if (c->head[k] != d)
         return 0;
     if (pg_used(d) == 0)
@@ -1573,12 +1583,17 @@ static void pg_thinned_locked(Vmalloc_t* vm, Pgheap_t* c, Pgpage_t* d)
         vm_upkeep_note(vm);
 }
 
-__attribute__((noinline)) static void pg_thinned(Vmalloc_t* vm, Pgheap_t* c, Pgpage_t* d)
+/* The lock-free free's half, for the block p just freed to d: d is looked
+ * at under the lock only if it is still p's page (as in pg_reclaim, which
+ * may have emptied it, and a tick unmapped it, since). */
+__attribute__((noinline)) static void pg_thinned(Vmalloc_t* vm, Pgheap_t* c, Pgpage_t* d,
+                                                  unsigned k, const void* p)
 {
-    if (pg_thin_first(c, d))
+    if (pg_thin_first(c, d, k))
         return;
     pthread_mutex_lock(&vm->lock);
-    pg_thinned_locked(vm, c, d);
+    if (pg_page_of(p) == d)
+        pg_thinned_locked(vm, c, d);
     (void)vm_best_tick(vm);
     pthread_mutex_unlock(&vm->lock);
 }
@@ -1838,7 +1853,9 @@ int pg_free(Vmalloc_t* vm, Pgstate_t* pg, void* p)
          * here): as its lock-free free would, so that a first page left
          * empty retires (pg_retire) instead of waiting on xfree for a
          * collection that a class no longer used never makes. */
-        if (pg_own_put(d, p, pg_key(pg, p)) && !pg_thin_first(owner, d))
+        Vmalloc_t* dvm;
+        unsigned k;
+        if (pg_own_put(d, p, pg_key(pg, p), &dvm, &k) && !pg_thin_first(owner, d, k))
             pg_thinned_locked(vm, owner, d);
         return 0;
     }
