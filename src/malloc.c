@@ -377,6 +377,7 @@ static inline int mal_fast_now(void)
 
 static void* mal_malloc_slow(size_t n, void* caller);
 static void mal_free_slow(void* p, void* caller);
+static void* mal_realloc_slow(void* p, size_t n, void* caller);
 
 static void mal_init_slow(void)
 {
@@ -389,6 +390,7 @@ static void mal_init_slow(void)
          * the gate's release. */
         vm_malloc_else = mal_malloc_slow;
         vm_free_else = mal_free_slow;
+        vm_realloc_else = mal_realloc_slow;
         vm_malloc_slow_set(VM_SLOW_INIT, 0);
         return;
     }
@@ -564,14 +566,10 @@ static size_t mal_copysize(Vmalloc_t* vm, void* p)
     return s.room;
 }
 
-void* realloc(void* p, size_t n)
+/* The general path of realloc (see mal_malloc_slow). */
+__attribute__((noinline)) static void* mal_realloc_slow(void* p, size_t n, void* caller)
 {
-    if (__builtin_expect(mal_fast_now(), 1) && n) {
-        void* q = vm_best_realloc(Vmregion, p, n);
-        if (q)
-            return q;
-    }
-    vm_caller_here(__builtin_return_address(0));
+    vm_caller_here(caller);
     Vmalloc_t* vm = mal_region();
     if (!p)
         return mal_alloc(mal_target(vm), n);
@@ -618,6 +616,13 @@ void* realloc(void* p, size_t n)
     memcpy(q, p, keep < n ? keep : n);
     (void)vmfree(own, p);
     return q;
+}
+
+void* realloc(void* p, size_t n)
+{
+    if (__builtin_expect(mal_fast_now(), 1) && n)
+        return vm_best_realloc(p, n, __builtin_return_address(0), Vmregion);
+    return mal_realloc_slow(p, n, __builtin_return_address(0));
 }
 
 void* reallocarray(void* p, size_t n, size_t m)

@@ -137,18 +137,22 @@ struct _vmethod_s {
  *   vm_best_free    frees p, or calls vm_free_else(p, caller) (p is not a
  *                   busy block of vm: the general path decides), by a tail
  *                   call;
- *   vm_best_realloc p resized as fastresizef would (size > 0), or NULL.
+ *   vm_best_realloc p resized as fastresizef would (size > 0), or what
+ *                   vm_realloc_else(p, size, caller) answers, by a tail
+ *                   call.
  * Handing the general path over, rather than answering "no", lets malloc
  * and free jump to these and keep nothing on the stack; the arguments come
  * in the order the general path takes them, so failing costs no moves. The
  * general paths are malloc.c's, set before it first calls these. */
 typedef void* (*Vm_malloc_else_f)(size_t size, void* caller);
 typedef void (*Vm_free_else_f)(void* p, void* caller);
+typedef void* (*Vm_realloc_else_f)(void* p, size_t size, void* caller);
 extern Vm_malloc_else_f vm_malloc_else;
 extern Vm_free_else_f vm_free_else;
+extern Vm_realloc_else_f vm_realloc_else;
 void* vm_best_malloc(size_t size, void* caller, Vmalloc_t* vm);
 void vm_best_free(void* p, void* caller, Vmalloc_t* vm);
-void* vm_best_realloc(Vmalloc_t* vm, void* p, size_t size);
+void* vm_best_realloc(void* p, size_t size, void* caller, Vmalloc_t* vm);
 
 struct _vmalloc_s {
     Vmethod_t* meth;
