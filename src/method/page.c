@@ -124,10 +124,11 @@ struct pg_page {
                             * list's head in the low PG_XSHIFT bits, its length above */
     Pgpage_t *next, *prev; /* in its owner's queue, partial[cls], or the dirty or clean list */
     Pgheap_t* owner;       /* atomic, changed under the lock: the owning heap, or NULL */
-    uint16_t bsize, cap, start;
+    uint16_t cap;          /* blocks the page holds (bsize, start: pg_bsize, pg_start_of) */
+    uint16_t base;         /* = (P + start) mod 2^16, the low bits of block 0's address */
     uint16_t used;         /* owner's (or locked); read by vmstat: relaxed atomic */
     uint16_t bump;         /* owner's (or locked); read by any free: relaxed atomic */
-    uint16_t mask;         /* = page size - 1 (pg_index reads it with start) */
+    uint32_t divc;         /* = pg_divc[cls]: pg_index reads it with base, on one line */
     uint8_t cls, state;
     union {
         uint8_t dirty;     /* empty: touched since its last purge */
@@ -245,6 +246,17 @@ static inline char* pg_page_addr(const Pgpage_t* d)
     return pg_first_of(d) + pg_index_of(d) * pg_psize(d->kind);
 }
 static inline Pgseg_t* pg_info_of(const Pgpage_t* d) { return (Pgseg_t*)(pg_first_of(d) + PG_SEGINFO); }
+/* Where page j of a segment of the kind's pages has its first block: after
+ * the headers in page 0, with room for the descriptors of every page the
+ * segment may grow to (pg_grow_inplace). */
+static inline size_t pg_start_kind(unsigned kind, size_t j)
+{
+    return j ? 0 : PG_DESCS + pg_maxseg[kind] * sizeof(Pgpage_t);
+}
+/* An active page's block size and first block's offset, which the
+ * descriptor leaves to its class and place (free reads base and divc). */
+static inline size_t pg_bsize(const Pgpage_t* d) { return pg_csize[d->cls]; }
+static inline size_t pg_start_of(const Pgpage_t* d) { return pg_start_kind(d->kind, pg_index_of(d)); }
 
 /* The page holding p, or NULL if p is in no page. O(1): two loads, the
  * second of the descriptor's address; reads no memory of p. */
@@ -328,7 +340,7 @@ static inline void pg_mark_free(const Pgstate_t* pg, void* p, void* next)
 
 static inline void* pg_block(const Pgpage_t* d, unsigned i)
 {
-    return pg_page_addr(d) + d->start + (size_t)i * d->bsize;
+    return pg_page_addr(d) + pg_start_of(d) + (size_t)i * pg_bsize(d);
 }
 
 static inline unsigned pg_bump(const Pgpage_t* d) { return __atomic_load_n(&d->bump, __ATOMIC_RELAXED); }
@@ -341,7 +353,7 @@ static inline unsigned pg_gone(const Pgpage_t* d) { return __atomic_load_n(&d->g
 /* The unit of d that address p lies in. */
 static inline unsigned pg_unit_of(const Pgpage_t* d, const void* p)
 {
-    return (unsigned)(((uintptr_t)p & d->mask) >> pg_ushift(d));
+    return (unsigned)(((uintptr_t)p & (pg_psize(d->kind) - 1)) >> pg_ushift(d));
 }
 /* Is the block starting at p, in d, in a purged unit (free, on no list)? */
 static inline int pg_gone_at(const Pgpage_t* d, const void* p)
@@ -352,7 +364,7 @@ static inline int pg_gone_at(const Pgpage_t* d, const void* p)
 /* The first block of d starting at or after offset off of the page. */
 static inline unsigned pg_first_at(const Pgpage_t* d, size_t off)
 {
-    return off <= d->start ? 0 : (unsigned)((off - d->start + d->bsize - 1) / d->bsize);
+    return off <= pg_start_of(d) ? 0 : (unsigned)((off - pg_start_of(d) + pg_bsize(d) - 1) / pg_bsize(d));
 }
 /* The blocks [*lo, *hi) of d that start in unit u, below lim. */
 static inline void pg_unit_blocks(const Pgpage_t* d, unsigned u, unsigned lim, unsigned* lo,
@@ -381,13 +393,15 @@ static inline unsigned pg_ngone(const Pgpage_t* d, unsigned bump)
  * its low half, a value below c exactly when bsize divides off (Lemire,
  * Kaser and Kurz, "Faster remainder by direct computation", 2019: exact
  * for off < 2^16 and bsize <= 2^14, checked for every class and offset):
- * one multiply instead of a division. off is taken modulo the page size,
- * so an address below start wraps to at least page size - start >= cap *
+ * one multiply instead of a division. off is p's distance from block 0
+ * modulo 2^16 (base holds block 0's low 16 bits: no page size, start or
+ * class table to read), so an address of the page below block 0 (the
+ * headers) wraps to at least 2^16 - start > page size - start >= cap *
  * bsize: a quotient no carved block has. */
 static inline long pg_index(const Pgpage_t* d, const void* p)
 {
-    uint32_t off = (uint32_t)((uintptr_t)p - d->start) & d->mask;
-    uint32_t c = pg_divc[d->cls];
+    uint32_t off = (uint16_t)((uint32_t)(uintptr_t)p - d->base);
+    uint32_t c = d->divc;
     uint64_t m = (uint64_t)c * off;
     uint32_t i = (uint32_t)(m >> 32);
     if ((uint32_t)m >= c || i >= pg_bump(d))
@@ -452,12 +466,8 @@ static inline unsigned pg_thin(const Pgpage_t* d)
 
 static inline Pgseg_t* pg_seginfo(const Vmseg_t* seg) { return seg->mdata; }
 
-/* Where page j's blocks start: after the headers in page 0, room left for
- * the descriptors of every page the segment may grow to (pg_grow_inplace). */
-static inline uint16_t pg_start(const Pgseg_t* info, size_t j)
-{
-    return (uint16_t)(j ? 0 : PG_DESCS + pg_maxseg[info->kind] * sizeof(Pgpage_t));
-}
+/* Where page j of segment info has its first block. */
+static inline size_t pg_start(const Pgseg_t* info, size_t j) { return pg_start_kind(info->kind, j); }
 
 typedef struct pg_kind Pgkind_t;
 
@@ -528,7 +538,6 @@ static void pg_seg_add(Pgstate_t* pg, Pgseg_t* info, size_t from, size_t to)
         memset(d, 0, sizeof *d);
         d->state = PG_EMPTY;
         d->kind = (uint8_t)kind;
-        d->mask = (uint16_t)(pg_psize(kind) - 1);
         pg_push(&pk->clean, NULL, d);
     }
     info->npages = (uint32_t)to;
@@ -715,10 +724,11 @@ static Pgpage_t* pg_assign(Vmalloc_t* vm, Pgstate_t* pg, unsigned k)
     d->free = NULL;
     __atomic_store_n(&d->xfree, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&d->owner, NULL, __ATOMIC_RELAXED);
-    d->bsize = pg_csize[k];
+    size_t start = pg_start(info, pg_index_of(d));
     d->cls = (uint8_t)k;
-    d->start = pg_start(info, pg_index_of(d));
-    d->cap = (uint16_t)((pg_psize(kind) - d->start) / d->bsize);
+    d->divc = pg_divc[k];
+    d->base = (uint16_t)((uintptr_t)pg_page_addr(d) + start);
+    d->cap = (uint16_t)((pg_psize(kind) - start) / pg_csize[k]);
     pg_set_used(d, 0);
     __atomic_store_n(&d->bump, 0, __ATOMIC_RELAXED);
     d->state = PG_ACTIVE;
@@ -791,12 +801,12 @@ static uint32_t pg_carve(const Pgstate_t* pg, Pgpage_t* d)
     unsigned bump = pg_bump(d), room = d->cap - bump;
     if (room == 0)
         return 0;
-    unsigned n = PG_EXTEND / d->bsize;
+    unsigned n = PG_EXTEND / pg_bsize(d);
     n = n == 0 ? 1 : n > room ? room : n;
     char* b = pg_block(d, bump);
     char* p = b;
-    for (unsigned i = 0; i + 1 < n; ++i, p += d->bsize)
-        pg_mark_free(pg, p, p + d->bsize);
+    for (unsigned i = 0; i + 1 < n; ++i, p += pg_bsize(d))
+        pg_mark_free(pg, p, p + pg_bsize(d));
     pg_mark_free(pg, p, d->free);
     d->free = b;
     __atomic_store_n(&d->bump, (uint16_t)(bump + n), __ATOMIC_RELAXED);
@@ -826,7 +836,7 @@ static void pg_collect_held(Vmalloc_t* vm, Pgstate_t* pg, Pgpage_t* d)
 {
     uint32_t n = pg_collect(pg, d);
     if (n) {
-        pg_count(vm, -(long)n, d->bsize);
+        pg_count(vm, -(long)n, pg_bsize(d));
         d->state = PG_ACTIVE;
     }
 }
@@ -886,10 +896,10 @@ static void pg_sweep(Pgstate_t* pg, Pgpage_t* d)
     unsigned fresh = 0;
     for (unsigned u = 0; u < PG_UNITS; ++u) {
         size_t off = (size_t)u << sh;
-        if ((g >> u & 1) || off < d->start)
+        if ((g >> u & 1) || off < pg_start_of(d))
             continue; /* purged already, or the segment's headers are there */
         /* Every block that overlaps the unit: the one the unit starts in too. */
-        unsigned i = (unsigned)((off - d->start) / d->bsize);
+        unsigned i = (unsigned)((off - pg_start_of(d)) / pg_bsize(d));
         pg_unit_blocks(d, u, bump, &lo, &hi);
         while (i < hi && (map[i >> 6] >> (i & 63) & 1))
             ++i;
@@ -983,7 +993,7 @@ static void* pg_take(Vmalloc_t* vm, Pgstate_t* pg, unsigned k)
             if (!pg_is_free(pg, b)) {
                 unsigned used = pg_used(d);
                 pg_damaged(pg, d);
-                pg_count(vm, (long)pg_used(d) - (long)used, d->bsize);
+                pg_count(vm, (long)pg_used(d) - (long)used, pg_bsize(d));
                 continue;
             }
             d->free = b[0];
@@ -993,7 +1003,7 @@ static void* pg_take(Vmalloc_t* vm, Pgstate_t* pg, unsigned k)
             __atomic_store_n(&d->bump, (uint16_t)(bump + 1), __ATOMIC_RELAXED);
         }
         pg_set_used(d, pg_used(d) + 1);
-        pg_count(vm, 1, d->bsize);
+        pg_count(vm, 1, pg_bsize(d));
         return b;
     }
 }
@@ -1099,7 +1109,7 @@ static void pg_q_rotate(Pgheap_t* c, unsigned k)
  * region's hands. Locked. */
 static void pg_own(Vmalloc_t* vm, Pgheap_t* c, Pgpage_t* d)
 {
-    pg_count(vm, (long)(d->cap - pg_used(d)), d->bsize);
+    pg_count(vm, (long)(d->cap - pg_used(d)), pg_bsize(d));
     __atomic_store_n(&d->owner, c, __ATOMIC_RELAXED);
     pg_q_push(c, d->cls, d);
 }
@@ -1111,7 +1121,7 @@ static void pg_unown(Vmalloc_t* vm, Pgstate_t* pg, Pgpage_t* d)
     (void)pg_collect(pg, d);
     d->state = PG_ACTIVE;
     __atomic_store_n(&d->owner, NULL, __ATOMIC_RELAXED);
-    pg_count(vm, -(long)(d->cap - pg_used(d)), d->bsize);
+    pg_count(vm, -(long)(d->cap - pg_used(d)), pg_bsize(d));
     if (pg_used(d) == 0)
         pg_to_empty(vm, pg, d);
     else if (pg_has_room(d))
@@ -1796,7 +1806,7 @@ static inline void* pg_resize_in(Vmalloc_t* vm, Pgheap_t* c, void* p, size_t siz
     Pgpage_t* d = pg_page_of(p);
     if (!pg_busy_for(vm, c, d, p))
         return NULL;
-    size_t old = d->bsize;
+    size_t old = pg_bsize(d);
     if (__builtin_expect(pg_resize_stays(old, size), 1))
         return p;
     return pg_resize_move(vm, c, d, p, size, old);
@@ -1826,7 +1836,7 @@ __attribute__((noinline)) static void* pg_realloc_other(void* p, size_t size, vo
 __attribute__((noinline)) static void* pg_realloc_move(void* p, size_t size, void* caller,
                                                        Vmalloc_t* vm, Pgheap_t* c, Pgpage_t* d)
 {
-    void* q = pg_resize_move(vm, c, d, p, size, d->bsize);
+    void* q = pg_resize_move(vm, c, d, p, size, pg_bsize(d));
     return q ? q : vm_realloc_else(p, size, caller);
 }
 
@@ -1842,7 +1852,7 @@ void* vm_best_realloc(void* p, size_t size, void* caller, Vmalloc_t* vm)
         return pg_realloc_other(p, size, caller, vm, c);
     if (__builtin_expect(!pg_own_busy(d, p, pg_hash(c->key, p)), 0))
         return vm_realloc_else(p, size, caller);
-    if (__builtin_expect(pg_resize_stays(d->bsize, size), 1))
+    if (__builtin_expect(pg_resize_stays(pg_bsize(d), size), 1))
         return p;
     return pg_realloc_move(p, size, caller, vm, c, d);
 }
@@ -1917,7 +1927,7 @@ int pg_free(Vmalloc_t* vm, Pgstate_t* pg, void* p)
     d->state = PG_ACTIVE;
     unsigned used = pg_used(d) - 1u;
     pg_set_used(d, used);
-    pg_count(vm, -1, d->bsize);
+    pg_count(vm, -1, pg_bsize(d));
     if (used == 0)
         pg_held_emptied(vm, pg, d, 0);
     else if (full) { /* it has room again: where pg_held_room looks first */
@@ -1932,7 +1942,7 @@ long pg_size(Vmalloc_t* vm, Pgstate_t* pg, void* p)
     Pgpage_t* d = pg_mine(vm, p);
     if (!d)
         return -2;
-    return pg_busy(vm, pg, d, p) ? (long)d->bsize : -1;
+    return pg_busy(vm, pg, d, p) ? (long)pg_bsize(d) : -1;
 }
 
 long pg_addr(Vmalloc_t* vm, Pgstate_t* pg, void* addr)
@@ -1943,9 +1953,9 @@ long pg_addr(Vmalloc_t* vm, Pgstate_t* pg, void* addr)
     if (d->state == PG_EMPTY)
         return -1;
     size_t off = (size_t)((char*)addr - pg_page_addr(d));
-    if (off < d->start)
+    if (off < pg_start_of(d))
         return -1;
-    size_t i = (off - d->start) / d->bsize;
+    size_t i = (off - pg_start_of(d)) / pg_bsize(d);
     if (i >= pg_bump(d))
         return -1;
     char* b = pg_block(d, (unsigned)i);
@@ -2080,12 +2090,12 @@ void pg_stat_seg(Vmalloc_t* vm, Pgstate_t* pg, Vmseg_t* seg, Vmstat_t* st)
         size_t nfree = (size_t)(d->cap - used);
         if (pg_owner(d)) {
             st->n_busy -= nfree;
-            st->s_busy -= nfree * d->bsize;
+            st->s_busy -= nfree * pg_bsize(d);
         }
-        if (used && d->bsize > st->m_busy)
-            st->m_busy = d->bsize;
+        if (used && pg_bsize(d) > st->m_busy)
+            st->m_busy = pg_bsize(d);
         st->n_free += nfree;
-        st->s_free += nfree * d->bsize;
+        st->s_free += nfree * pg_bsize(d);
     }
 }
 
@@ -2139,7 +2149,7 @@ int pg_walk_seg(Vmalloc_t* vm, Pgstate_t* pg, Vmseg_t* seg, Vmvisit_f visit, voi
             char* b = pg_block(d, i);
             if (!theirs && (map[i >> 6] >> (i & 63) & 1))
                 continue;
-            int r = visit(vm, b, d->bsize, disc, arg);
+            int r = visit(vm, b, pg_bsize(d), disc, arg);
             if (r != 0)
                 return r;
         }
@@ -2175,7 +2185,7 @@ int pg_check_seg(Vmalloc_t* vm, Pgstate_t* pg, Vmseg_t* seg, size_t* nused, size
         char* P = info->first + j * psize;
         Pgpage_t* d = pg_desc(info->first, j);
         if (pg_page_of(P) != d || pg_page_of(P + psize - 1) != d || d->kind != info->kind ||
-            d->mask != psize - 1 || pg_page_addr(d) != P) {
+            pg_page_addr(d) != P) {
             bad++;
             continue;
         }
@@ -2187,19 +2197,20 @@ int pg_check_seg(Vmalloc_t* vm, Pgstate_t* pg, Vmseg_t* seg, size_t* nused, size
         }
         active++;
         unsigned k = d->cls, bump = pg_bump(d), used = pg_used(d);
-        if (d->state > PG_SWEPT || d->vm != vm || k >= PG_NCLASS || d->bsize != pg_csize[k] ||
-            pg_kind_of(k) != d->kind || d->start != pg_start(info, j) ||
-            d->cap != (psize - d->start) / d->bsize || bump > d->cap || used > bump ||
+        if (d->state > PG_SWEPT || d->vm != vm || k >= PG_NCLASS || d->divc != pg_divc[k] ||
+            pg_kind_of(k) != d->kind ||
+            d->base != (uint16_t)((uintptr_t)P + pg_start(info, j)) ||
+            d->cap != (psize - pg_start(info, j)) / pg_csize[k] || bump > d->cap || used > bump ||
             (owner && !pg_heap_known(pg, owner))) {
             bad++;
             continue;
         }
         size_t out = owner ? d->cap : used;
         *nused += out;
-        *sused += out * d->bsize;
+        *sused += out * pg_bsize(d);
         /* Purged units: only a held page's, never the headers'. */
         unsigned ngone = pg_ngone(d, bump);
-        if ((pg_gone(d) && owner) || ((pg_gone(d) & 1) && d->start) || ngone > bump - used) {
+        if ((pg_gone(d) && owner) || ((pg_gone(d) & 1) && pg_start_of(d)) || ngone > bump - used) {
             bad++;
             continue;
         }
