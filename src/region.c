@@ -141,20 +141,35 @@ static inline void* vm_served(void* p)
 
 /* The locked half of vmalloc, out of line so that the lock-free half saves
  * no registers. */
-__attribute__((noinline)) static void* vm_alloc_slow(Vmalloc_t* vm, size_t size, void* caller)
+__attribute__((noinline)) void* vm_alloc_locked(Vmalloc_t* vm, size_t size, void* caller)
 {
     vm_caller_here(caller);
     return vm_alloc_call(vm, size, 0, 0);
 }
 
-void* vmalloc(Vmalloc_t* vm, size_t size)
+/* No bit of VM_SLOW_REGION: a method's tail entries may serve the call. */
+static inline int vm_tail_ok(const Vmalloc_t* vm)
 {
-    if (__builtin_expect(vm != NULL, 1) && vm_fast_ok(vm)) {
+    return (__atomic_load_n(&vm_malloc_slow, __ATOMIC_RELAXED) & VM_SLOW_REGION) == 0 &&
+           vm->meth->tailallocf;
+}
+
+/* vmalloc when the method has no tail entry or a slow bit is set. */
+__attribute__((noinline)) static void* vm_alloc_other(Vmalloc_t* vm, size_t size, void* caller)
+{
+    if (vm && vm_fast_ok(vm)) {
         void* p = vm->meth->fastallocf(vm, size, 0);
-        if (__builtin_expect(p != NULL, 1))
+        if (p)
             return vm_served(p);
     }
-    return vm_alloc_slow(vm, size, __builtin_return_address(0));
+    return vm_alloc_locked(vm, size, caller);
+}
+
+void* vmalloc(Vmalloc_t* vm, size_t size)
+{
+    if (__builtin_expect(vm != NULL, 1) && __builtin_expect(vm_tail_ok(vm), 1))
+        return vm->meth->tailallocf(vm, size, __builtin_return_address(0));
+    return vm_alloc_other(vm, size, __builtin_return_address(0));
 }
 
 void* vmalign(Vmalloc_t* vm, size_t size, size_t align)
@@ -212,18 +227,26 @@ static inline int vm_free_fast(Vmalloc_t* vm, void* block)
     return 1;
 }
 
-/* The locked half of vmfree (see vm_alloc_slow). */
-__attribute__((noinline)) static int vm_free_slow(Vmalloc_t* vm, void* block, void* caller)
+/* The locked half of vmfree (see vm_alloc_locked). */
+__attribute__((noinline)) int vm_free_locked(Vmalloc_t* vm, void* block, void* caller)
 {
     vm_caller_here(caller);
     return vm_free_call(vm, block, 1);
 }
 
+/* vmfree when the method has no tail entry or a slow bit is set. */
+__attribute__((noinline)) static int vm_free_other(Vmalloc_t* vm, void* block, void* caller)
+{
+    if (vm_free_fast(vm, block))
+        return 0;
+    return vm_free_locked(vm, block, caller);
+}
+
 int vmfree(Vmalloc_t* vm, void* block)
 {
-    if (__builtin_expect(vm_free_fast(vm, block), 1))
-        return 0;
-    return vm_free_slow(vm, block, __builtin_return_address(0));
+    if (__builtin_expect(vm != NULL, 1) && __builtin_expect(vm_tail_ok(vm), 1))
+        return vm->meth->tailfreef(vm, block, __builtin_return_address(0));
+    return vm_free_other(vm, block, __builtin_return_address(0));
 }
 
 int vm_free_quiet(Vmalloc_t* vm, void* block)

@@ -116,6 +116,15 @@ struct _vmethod_s {
     void* (*fastallocf)(Vmalloc_t* vm, size_t size, size_t align);
     int (*fastfreef)(Vmalloc_t* vm, void* block);
     void* (*fastresizef)(Vmalloc_t* vm, void* block, size_t size);
+    /* Optional, with fastallocf and fastfreef: the same for vmalloc and
+     * vmfree, which jump to them while no bit of VM_SLOW_REGION is set
+     * (nothing is traced, noted or recorded around the call). What they
+     * cannot serve they hand to the core's locked path, vm_alloc_locked or
+     * vm_free_locked (caller passed on), by a tail call of their own, as
+     * Vmbest's malloc entries do: the core's entry then keeps no frame and
+     * tests no answer, and a private region costs what malloc does. */
+    void* (*tailallocf)(Vmalloc_t* vm, size_t size, void* caller);
+    int (*tailfreef)(Vmalloc_t* vm, void* block, void* caller);
     /* Optional. The region is about to be closed (unlocked, no calls in
      * progress): let go of anything outside its segments. */
     void (*closef)(Vmalloc_t* vm);
@@ -291,6 +300,10 @@ int vm_region_lock(Vmalloc_t* vm);
 void vm_region_unlock(Vmalloc_t* vm, int locked);
 /* vmfree without the VM_BADADDR event: for probing whether vm owns block. */
 int vm_free_quiet(Vmalloc_t* vm, void* block);
+/* The locked paths of vmalloc and vmfree for a call made at caller (the
+ * tail entries' fallbacks). */
+void* vm_alloc_locked(Vmalloc_t* vm, size_t size, void* caller);
+int vm_free_locked(Vmalloc_t* vm, void* block, void* caller);
 /* vmresize without the VM_BADADDR event: NULL with EINVAL for a bad address. */
 void* vm_resize_quiet(Vmalloc_t* vm, void* block, size_t size, int type);
 extern pthread_mutex_t vm_list_lock; /* guards the list of open regions */

@@ -1192,6 +1192,8 @@ Vmethod_t vm_best_method = {
     .fastallocf = pg_fastallocf,
     .fastfreef = pg_fastfreef,
     .fastresizef = pg_fastresizef,
+    .tailallocf = pg_tailallocf,
+    .tailfreef = pg_tailfreef,
     .closef = best_close,
     .tickf = vm_best_tick,
 };

@@ -217,6 +217,21 @@ static inline unsigned pg_class(size_t n)
     return n <= PG_TABMAX ? pg_class_tab[(n + 15) >> 4] : pg_class_of(n);
 }
 
+/* The same for the lock-free entries, which also ask whether the pages
+ * serve the size: 0 above PG_MAXCLASS; the common sizes are tested against
+ * the table's end only. */
+static inline int pg_class_if(size_t n, unsigned* k)
+{
+    if (__builtin_expect(n <= PG_TABMAX, 1)) {
+        *k = pg_class_tab[(n + 15) >> 4];
+        return 1;
+    }
+    if (n > PG_MAXCLASS)
+        return 0;
+    *k = pg_class_of(n);
+    return 1;
+}
+
 /* ---- the page map: is an address in a page? ------------------------------ */
 
 #define PG_MAPTOP (1u << 15) /* addresses below 2^47: a leaf per 4 GiB */
@@ -1673,6 +1688,51 @@ int pg_fastfreef(Vmalloc_t* vm, void* p)
     return pg_free_other(vm, d, p);
 }
 
+/* The tail entries (vmhdr.h): the same as fastallocf and fastfreef, with
+ * the core's locked path reached by tail calls. */
+__attribute__((noinline)) static void* pg_tail_alloc_find(Vmalloc_t* vm, size_t size, void* caller)
+{
+    void* p = pg_alloc_find(vm, size);
+    return p ? p : vm_alloc_locked(vm, size, caller);
+}
+
+__attribute__((noinline)) static void* pg_tail_alloc_dry(Vmalloc_t* vm, size_t size, void* caller,
+                                                        Pgheap_t* c, unsigned k)
+{
+    void* p = pg_alloc_slow(vm, c, k);
+    return p ? p : vm_alloc_locked(vm, size, caller);
+}
+
+void* pg_tailallocf(Vmalloc_t* vm, size_t size, void* caller)
+{
+    unsigned k;
+    if (__builtin_expect(!pg_class_if(size, &k), 0))
+        return vm_alloc_locked(vm, size, caller);
+    Pgheap_t* c = pg_heap_if(pg_tls_first, vm);
+    if (__builtin_expect(!c, 0))
+        return pg_tail_alloc_find(vm, size, caller);
+    void* b = pg_heap_take(c, k);
+    return __builtin_expect(b != NULL, 1) ? b : pg_tail_alloc_dry(vm, size, caller, c, k);
+}
+
+__attribute__((noinline)) static int pg_tail_free_other(Vmalloc_t* vm, Pgpage_t* d, void* p,
+                                                        void* caller)
+{
+    return pg_free_other(vm, d, p) == 0 ? 0 : vm_free_locked(vm, p, caller);
+}
+
+int pg_tailfreef(Vmalloc_t* vm, void* p, void* caller)
+{
+    Pgpage_t* d = pg_free_page(p);
+    Pgheap_t* c = pg_tls_first;
+    if (__builtin_expect(c != NULL, 1) && pg_owns(c, d, vm)) {
+        if (__builtin_expect(pg_own_free(c, d, p) == 0, 1))
+            return 0;
+        return vm_free_locked(vm, p, caller);
+    }
+    return pg_tail_free_other(vm, d, p, caller);
+}
+
 /* ---- the malloc interface's entries (vmhdr.h) ---------------------------- */
 
 /* The malloc interface's region is not the one of pg_tls_malloc: find the
@@ -1736,13 +1796,8 @@ void* vm_best_malloc(size_t size, void* caller, Vmalloc_t* vm)
     Pgheap_t* c = pg_tls_malloc; /* never NULL */
     if (__builtin_expect(pg_heap_vm_relaxed(c) != vm, 0))
         return pg_malloc_slow(size, caller, vm);
-    /* pg_class, with the common sizes tested against the table's end only. */
     unsigned k;
-    if (__builtin_expect(size <= PG_TABMAX, 1))
-        k = pg_class_tab[(size + 15) >> 4];
-    else if (size <= PG_MAXCLASS)
-        k = pg_class_of(size);
-    else
+    if (__builtin_expect(!pg_class_if(size, &k), 0))
         return pg_malloc_slow(size, caller, vm);
     /* pg_heap_pop, with pg_malloc_dry for its slow half. */
     void* b = pg_heap_take(c, k);

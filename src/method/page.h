@@ -145,6 +145,10 @@ long vm_best_tick(Vmalloc_t* vm);
 void* pg_fastallocf(Vmalloc_t* vm, size_t size, size_t align);
 /* 0: freed; 1: not served here (the locked path decides, and reports). */
 int pg_fastfreef(Vmalloc_t* vm, void* p);
+/* The tail entries (vmhdr.h): a block or vm_alloc_locked's answer; 0 or
+ * vm_free_locked's. */
+void* pg_tailallocf(Vmalloc_t* vm, size_t size, void* caller);
+int pg_tailfreef(Vmalloc_t* vm, void* p, void* caller);
 /* A realloc-style resize of a small block of vm, or NULL: ask the locked path. */
 void* pg_fastresizef(Vmalloc_t* vm, void* p, size_t size);
 /* Does a small block of old bytes growing to want leave the pages (for a
