@@ -1804,11 +1804,11 @@ __attribute__((noinline)) static void* pg_malloc_slow(size_t size, void* caller,
 }
 
 /* pg_heap_pop's slow half for malloc: the general path has its turn when
- * it finds no block. */
-__attribute__((noinline)) static void* pg_malloc_dry(size_t size, void* caller, Vmalloc_t* vm,
-                                                    Pgheap_t* c, unsigned k)
+ * it finds no block. It finds the heap and class again rather than take
+ * them: malloc's fast half then keeps its class in no second register. */
+__attribute__((noinline)) static void* pg_malloc_dry(size_t size, void* caller, Vmalloc_t* vm)
 {
-    void* p = pg_alloc_slow(vm, c, k);
+    void* p = pg_alloc_slow(vm, pg_tls_malloc, pg_class(size));
     return p ? p : vm_malloc_else(size, caller);
 }
 
@@ -1822,7 +1822,7 @@ void* vm_best_malloc(size_t size, void* caller, Vmalloc_t* vm)
         return pg_malloc_slow(size, caller, vm);
     /* pg_heap_pop, with pg_malloc_dry for its slow half. */
     void* b = pg_heap_take(c, k);
-    return __builtin_expect(b != NULL, 1) ? b : pg_malloc_dry(size, caller, vm, c, k);
+    return __builtin_expect(b != NULL, 1) ? b : pg_malloc_dry(size, caller, vm);
 }
 
 /* vm_best_free when the thread's malloc heap does not own p's page d: a
