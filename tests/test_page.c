@@ -535,6 +535,70 @@ static void test_thin_threads(void)
     CHECK(vmclose(vm) == 0, "vmclose");
 }
 
+/* A write after free that breaks a free list: the list is dropped where
+ * it breaks (a bounded leak that vmdbcheck reports), and no block is
+ * handed out twice or outside the page. Once on the owner's own list, once
+ * on a list of blocks another thread freed (collected without a walk when
+ * the owner's page is dry, and checked block by block as it is handed
+ * out). */
+enum { WAF_N = 64, WAF_SIZE = 48 };
+static Vmalloc_t* waf_vm;
+static void* waf_blocks[WAF_N];
+
+static void* waf_free_all(void* arg)
+{
+    (void)arg;
+    for (int i = 0; i < WAF_N; ++i)
+        CHECK(vmfree(waf_vm, waf_blocks[i]) == 0, "vmfree by another thread");
+    return NULL;
+}
+
+static void waf_check_refill(const char* what)
+{
+    void* got[2 * WAF_N];
+    for (int i = 0; i < 2 * WAF_N; ++i) {
+        got[i] = vmalloc(waf_vm, WAF_SIZE);
+        CHECK(got[i] && vmsize(waf_vm, got[i]) >= WAF_SIZE, "%s: vmalloc %d", what, i);
+        memset(got[i], 0x5a, WAF_SIZE);
+        for (int j = 0; j < i; ++j)
+            CHECK(got[j] != got[i], "%s: block %p handed out twice", what, got[i]);
+    }
+    CHECK(vmdbcheck(waf_vm) > 0, "%s: the broken list was not reported", what);
+    for (int i = 0; i < 2 * WAF_N; ++i)
+        CHECK(vmfree(waf_vm, got[i]) == 0, "%s: vmfree", what);
+}
+
+static void test_write_after_free(void)
+{
+    for (int cross = 0; cross < 2; ++cross) {
+        const char* what = cross ? "another thread's frees" : "the owner's frees";
+        waf_vm = vmopen(Vmdcsystem, Vmbest, 0);
+        CHECK(waf_vm, "vmopen");
+        for (int i = 0; i < WAF_N; ++i)
+            CHECK((waf_blocks[i] = vmalloc(waf_vm, WAF_SIZE)) != NULL, "vmalloc");
+        /* Take the rest of the carved blocks too, so the page is dry. */
+        void* rest[4096 / WAF_SIZE];
+        int nrest = 0;
+        while (nrest < (int)(sizeof rest / sizeof rest[0])) {
+            void* p = vmalloc(waf_vm, WAF_SIZE);
+            CHECK(p, "vmalloc");
+            rest[nrest++] = p;
+        }
+        if (cross) {
+            pthread_t t;
+            CHECK(pthread_create(&t, NULL, waf_free_all, NULL) == 0, "pthread_create");
+            CHECK(pthread_join(t, NULL) == 0, "pthread_join");
+        } else
+            waf_free_all(NULL);
+        /* The user writes into a freed block in the middle of the list. */
+        memset(waf_blocks[WAF_N / 2], 0xa5, WAF_SIZE);
+        waf_check_refill(what);
+        for (int i = 0; i < nrest; ++i)
+            CHECK(vmfree(waf_vm, rest[i]) == 0, "vmfree");
+        CHECK(vmclose(waf_vm) == 0, "vmclose");
+    }
+}
+
 int main(void)
 {
     test_classes();
@@ -545,6 +609,7 @@ int main(void)
     test_purge();
     test_thin();
     test_thin_threads();
+    test_write_after_free();
     printf("test_page: ok\n");
     return T_DONE();
 }
