@@ -18,8 +18,10 @@
  *     pushes onto its page's free list; both with no lock and no atomic
  *     instruction. A free by any other thread pushes onto the page's xfree
  *     list with one compare-and-swap; the owner collects it when its free
- *     list runs dry. A push that leaves every block out of the page on
- *     xfree hands the page back to the region, unless it is the first of
+ *     list runs dry, in O(1): the list becomes the free list as it is, and
+ *     its blocks are checked as they are handed out (pg_collect_dry). A
+ *     push that leaves every block out of the page on xfree hands the
+ *     page back to the region, unless it is the first of
  *     its owner's queue (pg_reclaim): an owner that stops allocating never
  *     collects, and would pin it for good. The free lists are sharded by
  *     page, so blocks handed out one after another are neighbours (mimalloc's design: Leijen, Zorn
@@ -65,8 +67,9 @@
  *
  * Bounds. malloc/free: O(1) with no lock while the first page has a block
  * (or the freed block's page is the thread's own). A dry first page costs a
- * collection (O(blocks other threads freed to it)), a link of at most
- * PG_EXTEND bytes of blocks, or a look at PG_SCAN pages, and at worst one
+ * collection (O(1) for a page whose free list is empty, else O(blocks
+ * other threads freed to it)), a link of at most PG_EXTEND bytes of blocks, or a look at
+ * PG_SCAN pages, and at worst one
  * take under the lock; a free that thins a page other than the first, one
  * more; a free by another thread that leaves no user of a page, one more
  * (pg_reclaim: O(blocks on its xfree)). A sweep: O(blocks of the
