@@ -274,7 +274,10 @@ static inline size_t pg_start_kind(unsigned kind, size_t j)
 /* An active page's block size and first block's offset, which the
  * descriptor leaves to its class and place (free reads base and divc). */
 static inline size_t pg_bsize(const Pgpage_t* d) { return pg_csize[d->cls]; }
-static inline size_t pg_start_of(const Pgpage_t* d) { return pg_start_kind(d->kind, pg_index_of(d)); }
+static inline size_t pg_start_of(const Pgpage_t* d)
+{
+    return pg_start_kind(d->kind, pg_index_of(d));
+}
 
 /* The page holding p, or NULL if p is in no page. O(1): two loads, the
  * second of the descriptor's address; reads no memory of p. */
@@ -382,7 +385,8 @@ static inline int pg_gone_at(const Pgpage_t* d, const void* p)
 /* The first block of d starting at or after offset off of the page. */
 static inline unsigned pg_first_at(const Pgpage_t* d, size_t off)
 {
-    return off <= pg_start_of(d) ? 0 : (unsigned)((off - pg_start_of(d) + pg_bsize(d) - 1) / pg_bsize(d));
+    size_t start = pg_start_of(d), bsize = pg_bsize(d);
+    return off <= start ? 0 : (unsigned)((off - start + bsize - 1) / bsize);
 }
 /* The blocks [*lo, *hi) of d that start in unit u, below lim. */
 static inline void pg_unit_blocks(const Pgpage_t* d, unsigned u, unsigned lim, unsigned* lo,
@@ -485,7 +489,10 @@ static inline unsigned pg_thin(const Pgpage_t* d)
 static inline Pgseg_t* pg_seginfo(const Vmseg_t* seg) { return seg->mdata; }
 
 /* Where page j of segment info has its first block. */
-static inline size_t pg_start(const Pgseg_t* info, size_t j) { return pg_start_kind(info->kind, j); }
+static inline size_t pg_start(const Pgseg_t* info, size_t j)
+{
+    return pg_start_kind(info->kind, j);
+}
 
 typedef struct pg_kind Pgkind_t;
 
