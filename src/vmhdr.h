@@ -122,7 +122,8 @@ struct _vmethod_s {
      * cannot serve they hand to the core's locked path, vm_alloc_locked or
      * vm_free_locked (caller passed on), by a tail call of their own, as
      * Vmbest's malloc entries do: the core's entry then keeps no frame and
-     * tests no answer, and a private region costs what malloc does. */
+     * tests no answer, and a private region costs what malloc does. They
+     * come together (vmfree asks only whether tailallocf is there). */
     void* (*tailallocf)(Vmalloc_t* vm, size_t size, void* caller);
     int (*tailfreef)(Vmalloc_t* vm, void* block, void* caller);
     /* Optional. The region is about to be closed (unlocked, no calls in

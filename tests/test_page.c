@@ -576,7 +576,10 @@ static void test_write_after_free(void)
         CHECK(waf_vm, "vmopen");
         for (int i = 0; i < WAF_N; ++i)
             CHECK((waf_blocks[i] = vmalloc(waf_vm, WAF_SIZE)) != NULL, "vmalloc");
-        /* Take the rest of the carved blocks too, so the page is dry. */
+        /* A carve's worth more: only the few carved blocks left after
+         * these stand before the freed ones on the page's own list, so the
+         * refill reaches the freed blocks on the list itself (the owner's)
+         * or through a collection of the dry page (another thread's). */
         void* rest[4096 / WAF_SIZE];
         int nrest = 0;
         while (nrest < (int)(sizeof rest / sizeof rest[0])) {

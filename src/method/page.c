@@ -945,12 +945,13 @@ static void pg_sweep(Pgstate_t* pg, Pgpage_t* d)
         return;
     pg_map_gone(d, bump, map);
     unsigned fresh = 0;
+    size_t start = pg_start_of(d), bsize = pg_bsize(d);
     for (unsigned u = 0; u < PG_UNITS; ++u) {
         size_t off = (size_t)u << sh;
-        if ((g >> u & 1) || off < pg_start_of(d))
+        if ((g >> u & 1) || off < start)
             continue; /* purged already, or the segment's headers are there */
         /* Every block that overlaps the unit: the one the unit starts in too. */
-        unsigned i = (unsigned)((off - pg_start_of(d)) / pg_bsize(d));
+        unsigned i = (unsigned)((off - start) / bsize);
         pg_unit_blocks(d, u, bump, &lo, &hi);
         while (i < hi && (map[i >> 6] >> (i & 63) & 1))
             ++i;
@@ -2064,10 +2065,10 @@ long pg_addr(Vmalloc_t* vm, Pgstate_t* pg, void* addr)
         return -2;
     if (d->state == PG_EMPTY)
         return -1;
-    size_t off = (size_t)((char*)addr - pg_page_addr(d));
-    if (off < pg_start_of(d))
+    size_t off = (size_t)((char*)addr - pg_page_addr(d)), start = pg_start_of(d);
+    if (off < start)
         return -1;
-    size_t i = (off - pg_start_of(d)) / pg_bsize(d);
+    size_t i = (off - start) / pg_bsize(d);
     if (i >= pg_bump(d))
         return -1;
     char* b = pg_block(d, (unsigned)i);
