@@ -105,6 +105,15 @@ void* vm_os_reserve(size_t size, size_t align)
     return os_mmap_aligned(size, align, os_overcommits() ? PROT_READ | PROT_WRITE : PROT_NONE, 1);
 }
 
+/* Addresses that read as zeros and take no memory until written: a write
+ * needs vm_os_commit first. Readable in strict mode too (PROT_READ, which
+ * the kernel does not charge), so a table kept there may be read at any
+ * index, written or not: the page map (method/page.c). */
+void* vm_os_reserve_zero(size_t size)
+{
+    return os_mmap(size, os_overcommits() ? PROT_READ | PROT_WRITE : PROT_READ, 1);
+}
+
 /* Pages of a reservation never opened, or closed by vm_os_decommit, read as
  * zero once opened. */
 int vm_os_commit(void* addr, size_t size)

@@ -14,6 +14,8 @@
 #include <pthread.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
+#include <unistd.h>
 #include <vmalloc.h>
 
 static Vmstat_t stat_of(Vmalloc_t* vm)
@@ -602,8 +604,36 @@ static void test_write_after_free(void)
     }
 }
 
-int main(void)
+/* Under an address-space limit (ulimit -v) too small for the page map's
+ * 32 GiB of addresses, the map is a window around the process's mappings
+ * (page.c): pages still serve small blocks (test_classes sees class sizes,
+ * which best fit would not give), bad addresses are still refused, threads
+ * still work. The limit must be set before the library opens its first
+ * region, so the test runs itself again under it. */
+#define LIMITED_AS ((rlim_t)8 << 30)
+static int run_limited(char** argv)
 {
+    struct rlimit rl;
+    CHECK(getrlimit(RLIMIT_AS, &rl) == 0, "getrlimit");
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur <= LIMITED_AS) {
+        test_classes();
+        test_bad_addresses();
+        test_threads();
+        printf("test_page --rlimit-as: ok (limit %llu MiB)\n",
+               (unsigned long long)(rl.rlim_cur >> 20));
+        return T_DONE();
+    }
+    rl.rlim_cur = LIMITED_AS;
+    CHECK(setrlimit(RLIMIT_AS, &rl) == 0, "setrlimit");
+    execv(argv[0], argv);
+    CHECK(0, "execv %s", argv[0]);
+    return 1;
+}
+
+int main(int argc, char** argv)
+{
+    if (argc > 1 && strcmp(argv[1], "--rlimit-as") == 0)
+        return run_limited(argv);
     test_classes();
     test_bad_addresses();
     test_growth();

@@ -10,9 +10,10 @@
  *     per-block header: a 32 KiB page up to 2 KiB, a 64 KiB page above.
  *     Whether an address is in a page at all, and which, is a pointer per
  *     32 KiB to the page's descriptor (in its segment's first page) in a
- *     process-wide map (two levels: 2^15 pointers, leaves of 2^17 pointers
- *     made on demand and touched only where pages are), so a foreign
- *     pointer is recognised in O(1) without touching its memory.
+ *     process-wide map (one flat array of 2^32 pointers: 32 GiB of
+ *     addresses that read as NULL, written and so backed only where pages
+ *     are), so a foreign pointer is recognised in O(1) without touching its
+ *     memory.
  *   - Each thread has, per region, a heap: per class, a queue of the pages
  *     it owns. malloc pops the first page's free list; a free by the owner
  *     pushes onto its page's free list; both with no lock and no atomic
@@ -73,8 +74,8 @@
  * take under the lock; a free that thins a page other than the first, one
  * more; a free by another thread that leaves no user of a page, one more
  * (pg_reclaim: O(blocks on its xfree)). A sweep: O(blocks of the
- * page) and a madvise per run of eighths. Page lookup: two dependent
- * loads. Space: 0 header bytes per block; page 0 of a segment gives its
+ * page) and a madvise per run of eighths. Page lookup: a shift, a compare
+ * and the entry's load. Space: 0 header bytes per block; page 0 of a segment gives its
  * first 3968 bytes (2176 for 64 KiB pages) to the segment's counters and
  * the descriptors of every page it may grow to, and 8 bytes per page (16
  * for a 64 KiB page) go to the map; each thread keeps the pages it owns,
@@ -237,17 +238,59 @@ static inline int pg_class_if(size_t n, unsigned* k)
 
 /* ---- the page map: is an address in a page? ------------------------------ */
 
-#define PG_MAPTOP (1u << 15) /* addresses below 2^47: a leaf per 4 GiB */
-#define PG_LEAFBITS (32 - PG_SHIFT)
-#define PG_LEAFMASK (((uintptr_t)1 << PG_LEAFBITS) - 1)
-#define PG_LEAFSIZE (((size_t)1 << PG_LEAFBITS) * sizeof(Pgpage_t*)) /* 1 MiB, touched sparsely */
-static Pgpage_t** pg_map[PG_MAPTOP];
+/* One flat array, a descriptor pointer per PG_SIZE granule of the 2^47 bytes
+ * below the kernel: 2^32 entries, 32 GiB of addresses reserved once and
+ * read as zeros (NULL: no page) wherever nothing was written, so a lookup
+ * is a shift, a bound and one load, with no level that may be missing.
+ * Only the OS pages of it that cover page segments take memory: one per
+ * 16 MiB of pages. Where 32 GiB of addresses cannot be had (RLIMIT_AS), the
+ * map is PG_MAPSMALL entries covering a window of 128 GiB around its own
+ * address, where the kernel places a process's mappings, mostly
+ * downwards: a page segment outside it is refused (pg_map_range) and its
+ * blocks come from the best-fit tree instead. Entry i is the granule
+ * base + i; n is 0 until the map exists (and for good if not
+ * even the window can be reserved: regions then do without pages), and
+ * bounds the index in the same compare. */
+#define PG_MAPN ((uintptr_t)1 << (47 - PG_SHIFT))
+#define PG_MAPSMALL ((uintptr_t)1 << 22)
+static struct __attribute__((aligned(64))) { /* a line of its own: every free reads it */
+    uintptr_t n;    /* atomic */
+    uintptr_t base; /* set once, before n */
+    Pgpage_t** map; /* set once, before n */
+} pg_mapv;
 
-static inline Pgpage_t** pg_map_leaf(uintptr_t a)
+/* Make the map, once for the process (Vmheap's opening, as a rule, before
+ * any thread): 0, or -1 if it cannot be reserved. A failure is not tried
+ * again: each region opened after it would pay a doomed mmap. */
+static int pg_map_open(void)
 {
-    /* a >> 32 is the index and, against PG_MAPTOP, the bound: one shift. */
-    uintptr_t top = a >> 32;
-    return top >= PG_MAPTOP ? NULL : __atomic_load_n(&pg_map[top], __ATOMIC_ACQUIRE);
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    static int tried;
+    if (__atomic_load_n(&pg_mapv.n, __ATOMIC_ACQUIRE))
+        return 0;
+    pthread_mutex_lock(&lock);
+    uintptr_t n = __atomic_load_n(&pg_mapv.n, __ATOMIC_RELAXED);
+    if (!n && !tried) {
+        tried = 1;
+        Pgpage_t** map = vm_os_reserve_zero(PG_MAPN * sizeof(Pgpage_t*));
+        uintptr_t base = 0;
+        n = PG_MAPN;
+        if (!map && (map = vm_os_reserve_zero(PG_MAPSMALL * sizeof(Pgpage_t*)))) {
+            /* The window: 3/4 of it below the map, inside 2^47. */
+            uintptr_t at = (uintptr_t)map >> PG_SHIFT;
+            n = PG_MAPSMALL;
+            base = at > n / 4 * 3 ? at - n / 4 * 3 : 0;
+            base = base + n > PG_MAPN ? PG_MAPN - n : base;
+        }
+        if (map) {
+            pg_mapv.map = map;
+            pg_mapv.base = base;
+            __atomic_store_n(&pg_mapv.n, n, __ATOMIC_RELEASE);
+        } else
+            n = 0;
+    }
+    pthread_mutex_unlock(&lock);
+    return n ? 0 : -1;
 }
 
 static inline char* pg_base(const void* p) { return (char*)((uintptr_t)p & ~(PG_SIZE - 1)); }
@@ -279,53 +322,35 @@ static inline size_t pg_start_of(const Pgpage_t* d)
     return pg_start_kind(d->kind, pg_index_of(d));
 }
 
-/* The page holding p, or NULL if p is in no page. O(1): two loads, the
- * second of the descriptor's address; reads no memory of p. */
+/* The page holding p, or NULL if p is in no page. O(1): a shift, a compare
+ * and the entry's load (after the map's words, on a line that is never
+ * written again); reads no memory of p. */
 static inline Pgpage_t* pg_page_of(const void* p)
 {
-    uintptr_t a = (uintptr_t)p;
-    Pgpage_t** leaf = pg_map_leaf(a);
-    return leaf ? __atomic_load_n(&leaf[(a >> PG_SHIFT) & PG_LEAFMASK], __ATOMIC_RELAXED) : NULL;
+    /* map and base are read plainly: they are written once, before the
+     * release that this acquire pairs with. */
+    uintptr_t n = __atomic_load_n(&pg_mapv.n, __ATOMIC_ACQUIRE);
+    uintptr_t i = ((uintptr_t)p >> PG_SHIFT) - pg_mapv.base;
+    if (i >= n)
+        return NULL;
+    return __atomic_load_n(&pg_mapv.map[i], __ATOMIC_RELAXED);
 }
 
-/* Map the PG_SIZE granule at P to descriptor d (NULL: no page). Locked by
- * the region; leaves are shared by all regions, so a new one is published
- * with a compare-and-swap. */
-static int pg_map_granule(char* P, Pgpage_t* d)
+/* The map's entry for the granule at a, which the map covers. */
+static inline Pgpage_t** pg_map_at(const void* a)
 {
-    uintptr_t a = (uintptr_t)P;
-    if (a >> 47)
-        return -1;
-    Pgpage_t** leaf = pg_map_leaf(a);
-    if (!leaf) {
-        if (!d)
-            return 0;
-        Pgpage_t** fresh = vm_os_map(PG_LEAFSIZE);
-        if (!fresh)
-            return -1;
-        Pgpage_t** expect = NULL;
-        if (__atomic_compare_exchange_n(&pg_map[a >> 32], &expect, fresh, 0, __ATOMIC_ACQ_REL,
-                                        __ATOMIC_ACQUIRE))
-            leaf = fresh;
-        else {
-            (void)vm_os_unmap(fresh, PG_LEAFSIZE);
-            leaf = expect;
-        }
-    }
-    __atomic_store_n(&leaf[(a >> PG_SHIFT) & PG_LEAFMASK], d, __ATOMIC_RELAXED);
-    return 0;
+    return pg_mapv.map + (((uintptr_t)a >> PG_SHIFT) - pg_mapv.base);
 }
 
 /* Map page j (of the given kind) of the segment at first to its
- * descriptor, or to nothing. */
-static int pg_map_set(char* first, unsigned kind, size_t j, int on)
+ * descriptor, or to nothing. Its entries are writable (pg_map_range). */
+static void pg_map_set(char* first, unsigned kind, size_t j, int on)
 {
     size_t psize = pg_psize(kind);
     Pgpage_t* d = on ? pg_desc(first, j) : NULL;
-    for (size_t g = 0; g < psize; g += PG_SIZE)
-        if (pg_map_granule(first + j * psize + g, d) < 0)
-            return -1;
-    return 0;
+    Pgpage_t** e = pg_map_at(first + j * psize);
+    for (size_t g = 0; g < psize / PG_SIZE; ++g)
+        __atomic_store_n(&e[g], d, __ATOMIC_RELAXED);
 }
 
 /* ---- blocks ------------------------------------------------------------- */
@@ -572,17 +597,23 @@ static void pg_seg_add(Pgstate_t* pg, Pgseg_t* info, size_t from, size_t to)
 }
 
 /* Map pages [from, to) of the segment at first to their descriptors: 0, or
- * -1 with none of them mapped. */
+ * -1 with none of them mapped (the map is missing, the pages lie outside
+ * it, or in strict overcommit the kernel refuses to open its entries). */
 static int pg_map_range(char* first, unsigned kind, size_t from, size_t to)
 {
-    size_t i = from;
-    while (i < to && pg_map_set(first, kind, i, 1) == 0)
-        ++i;
-    if (i == to)
-        return 0;
-    while (i-- > from)
-        (void)pg_map_set(first, kind, i, 0);
-    return -1;
+    char* lo = first + from * pg_psize(kind);
+    char* hi = first + to * pg_psize(kind);
+    if (pg_map_open() < 0 || ((uintptr_t)lo >> PG_SHIFT) < pg_mapv.base ||
+        ((uintptr_t)hi >> PG_SHIFT) - pg_mapv.base > pg_mapv.n)
+        return -1; /* outside the map */
+    size_t os = vm_os_pagesize();
+    char* elo = (char*)((uintptr_t)pg_map_at(lo) & ~(uintptr_t)(os - 1));
+    char* ehi = vm_ptr_up((char*)pg_map_at(hi), os);
+    if (vm_os_commit(elo, (size_t)(ehi - elo)) < 0)
+        return -1;
+    for (size_t i = from; i < to; ++i)
+        pg_map_set(first, kind, i, 1);
+    return 0;
 }
 
 /* Grow the kind's newest segment in place by an eighth of its pages (at
@@ -669,7 +700,7 @@ static void pg_release(Vmalloc_t* vm, Pgstate_t* pg, Vmseg_t* seg)
     for (size_t i = 0; i < np; ++i)
         pg_empty_unlink(pg, pg_desc(first, i));
     for (size_t i = 0; i < np; ++i)
-        (void)pg_map_set(first, kind, i, 0);
+        pg_map_set(first, kind, i, 0);
     pk->npages -= np;
     pg->pagebytes -= np * pg_psize(kind);
     if (vm_seg_put(vm, seg) == 0)
@@ -677,7 +708,7 @@ static void pg_release(Vmalloc_t* vm, Pgstate_t* pg, Vmseg_t* seg)
     /* The discipline keeps it: the pages stay ours, clean or not. */
     for (size_t i = 0; i < np; ++i) {
         Pgpage_t* d = pg_desc(first, i);
-        (void)pg_map_set(first, kind, i, 1);
+        pg_map_set(first, kind, i, 1);
         d->dirty = 1;
         pg_push(&pk->empty, &pk->emptytail, d);
         pk->ndirty++;
@@ -1337,7 +1368,7 @@ void pg_close(Vmalloc_t* vm, Pgstate_t* pg)
         Vmseg_t* seg = vm->segs[i];
         if (seg->mflags & SEG_PAGES)
             for (size_t j = 0; j < pg_seginfo(seg)->npages; ++j)
-                (void)pg_map_set(pg_seginfo(seg)->first, pg_seginfo(seg)->kind, j, 0);
+                pg_map_set(pg_seginfo(seg)->first, pg_seginfo(seg)->kind, j, 0);
     }
     pthread_mutex_lock(&vm_cache_lock);
     for (Pgheap_t *c = pg->heaps, *next; c; c = next) {
@@ -1988,7 +2019,7 @@ void pg_init(Vmalloc_t* vm, Pgstate_t* pg)
     pg->heaps = heaps;
     pg_rekey(pg);
     pg->lasttick = vm_os_now_ms();
-    __atomic_store_n(&pg->on, vm->disc == &vm_dc_system, __ATOMIC_RELEASE);
+    __atomic_store_n(&pg->on, vm->disc == &vm_dc_system && pg_map_open() == 0, __ATOMIC_RELEASE);
 }
 
 void* pg_alloc(Vmalloc_t* vm, Pgstate_t* pg, size_t size)
