@@ -153,6 +153,9 @@ typedef struct pg_seginfo {
     unsigned kind; /* its pages' */
 } Pgseg_t;
 
+#define PG_TABMAX 1024 /* sizes up to this have their class in a table */
+#define PG_NDIRECT (PG_TABMAX / 16 + 1)
+
 struct pg_heap {
     Vmalloc_t* vm;  /* atomic: NULL once the region is closed */
     uint64_t key;   /* = pg->key, on the line the fast paths read anyway */
@@ -161,7 +164,10 @@ struct pg_heap {
     Pgheap_t *rnext, *rprev; /* the region's heaps */
     size_t mapsize;
     /* page[k] = head[k], or &pg_nopage when the queue is empty: malloc
-     * reads page[k]->free with no test for NULL. */
+     * reads page[k]->free with no test for NULL. direct[j] = page[k] for
+     * the class k of the sizes 16 j - 15 .. 16 j (up to PG_TABMAX), so
+     * malloc of a common size finds its page by its size. */
+    Pgpage_t* direct[PG_NDIRECT];
     Pgpage_t* page[PG_NCLASS];
     Pgpage_t *head[PG_NCLASS], *tail[PG_NCLASS];
     uint32_t npages[PG_NCLASS]; /* atomic: pg_reclaim lowers it */
@@ -208,9 +214,10 @@ static inline unsigned pg_class_of(size_t n)
 
 /* And by a table up to PG_TABMAX, indexed by (n + 15) / 16: the common
  * sizes cost one load of a hot line instead of a count of leading zeros
- * and four shifts (test_page compares the two for every size). */
-#define PG_TABMAX 1024
-static const uint8_t pg_class_tab[PG_TABMAX / 16 + 1] = {
+ * and four shifts (test_page compares the two for every size). The
+ * lock-free mallocs skip even that: a heap's direct[] has the page of
+ * each entry's class. */
+static const uint8_t pg_class_tab[PG_NDIRECT] = {
     0,  0,  1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15, 16, 16, 17, 17, 18,
     18, 19, 19, 20, 20, 21, 21, 22, 22, 23, 23, 24, 24, 24, 24, 25, 25, 25, 25, 26, 26, 26,
     26, 27, 27, 27, 27, 28, 28, 28, 28, 29, 29, 29, 29, 30, 30, 30, 30, 31, 31, 31, 31,
@@ -219,21 +226,6 @@ static const uint8_t pg_class_tab[PG_TABMAX / 16 + 1] = {
 static inline unsigned pg_class(size_t n)
 {
     return n <= PG_TABMAX ? pg_class_tab[(n + 15) >> 4] : pg_class_of(n);
-}
-
-/* The same for the lock-free entries, which also ask whether the pages
- * serve the size: 0 above PG_MAXCLASS; the common sizes are tested against
- * the table's end only. */
-static inline int pg_class_if(size_t n, unsigned* k)
-{
-    if (__builtin_expect(n <= PG_TABMAX, 1)) {
-        *k = pg_class_tab[(n + 15) >> 4];
-        return 1;
-    }
-    if (n > PG_MAXCLASS)
-        return 0;
-    *k = pg_class_of(n);
-    return 1;
 }
 
 /* ---- the page map: is an address in a page? ------------------------------ */
@@ -1146,7 +1138,11 @@ static inline Vmalloc_t* pg_heap_vm(const Pgheap_t* c) { return __atomic_load_n(
 /* The queue of class k of heap c (the owner's). */
 static inline void pg_q_sync(Pgheap_t* c, unsigned k)
 {
-    c->page[k] = c->head[k] ? c->head[k] : &pg_nopage;
+    Pgpage_t* d = c->head[k] ? c->head[k] : &pg_nopage;
+    c->page[k] = d;
+    if (pg_csize[k] <= PG_TABMAX) /* the sizes of class k, 16 at a time */
+        for (size_t j = k ? pg_csize[k - 1] / 16u + 1 : 0; j <= pg_csize[k] / 16u; ++j)
+            c->direct[j] = d;
 }
 static inline unsigned pg_q_count(const Pgheap_t* c, unsigned k)
 {
@@ -1270,6 +1266,8 @@ static Pgheap_t* pg_heap_new(Vmalloc_t* vm, Pgstate_t* pg)
     (void)pthread_mutex_init(&c->qlock, NULL);
     for (unsigned k = 0; k < PG_NCLASS; ++k)
         c->page[k] = &pg_nopage;
+    for (unsigned j = 0; j < PG_NDIRECT; ++j)
+        c->direct[j] = &pg_nopage;
     c->rnext = pg->heaps;
     if (pg->heaps)
         pg->heaps->rprev = c;
@@ -1405,16 +1403,23 @@ static void pg_thinned(Vmalloc_t* vm, Pgheap_t* c, Pgpage_t* d, unsigned k, cons
  * Its key is checked again (free checked it before pushing): a write after
  * free that broke the list is caught here, on a line the free wrote, before
  * the list is followed. NULL if that page has no block, or a damaged one. */
-static inline void* pg_heap_take(Pgheap_t* c, unsigned k)
+static inline void* pg_page_take(const Pgheap_t* c, Pgpage_t* d)
 {
-    Pgpage_t* d = c->page[k];
     void** b = d->free;
     if (__builtin_expect(b == NULL || ((uint64_t*)b)[1] != pg_hash(c->key, b), 0))
         return NULL; /* dry, or damaged: the slow half's business */
     d->free = b[0];
-    pg_set_used(d, d->used + 1u);
+    __atomic_store_n(&d->used, (uint16_t)(d->used + 1u), __ATOMIC_RELAXED); /* the owner's */
     ((uint64_t*)b)[1] = 0;
     return b;
+}
+static inline void* pg_heap_take(Pgheap_t* c, unsigned k) { return pg_page_take(c, c->page[k]); }
+
+/* Heap c's first page for a request of n <= PG_MAXCLASS bytes: the common
+ * sizes by direct[], which spares the class. */
+static inline Pgpage_t* pg_heap_page(const Pgheap_t* c, size_t n)
+{
+    return __builtin_expect(n <= PG_TABMAX, 1) ? c->direct[(n + 15) >> 4] : c->page[pg_class_of(n)];
 }
 
 /* The same, or from the slow half (pg_alloc_slow) when the first page is
@@ -1771,35 +1776,36 @@ static inline Pgheap_t* pg_trust_of(Vmalloc_t* vm)
 }
 
 __attribute__((noinline)) static void* pg_tail_alloc_dry(Vmalloc_t* vm, size_t size, void* caller,
-                                                        Pgheap_t* c, unsigned k)
+                                                        Pgheap_t* c)
 {
-    void* p = pg_alloc_slow(vm, c, k);
+    void* p = pg_alloc_slow(vm, c, pg_class(size));
     return p ? p : vm_alloc_locked(vm, size, caller);
 }
 
-/* size <= PG_MAXCLASS. */
-__attribute__((noinline)) static void* pg_tail_alloc_find(Vmalloc_t* vm, size_t size, void* caller)
+/* What pg_tailallocf leaves: sizes over PG_TABMAX, and a thread whose
+ * first heap is not vm's (a trusted region's one heap, another of its
+ * list, or none yet). */
+__attribute__((noinline)) static void* pg_tail_alloc_other(Vmalloc_t* vm, size_t size,
+                                                          void* caller)
 {
-    Pgheap_t* c = pg_trust_of(vm);
-    if (c) {
-        unsigned k = pg_class(size);
-        void* b = pg_heap_take(c, k);
-        return b ? b : pg_tail_alloc_dry(vm, size, caller, c, k);
+    if (size > PG_MAXCLASS)
+        return vm_alloc_locked(vm, size, caller);
+    Pgheap_t* c = pg_heap_if(pg_tls_first, vm);
+    if (!c && !(c = pg_trust_of(vm))) {
+        void* p = pg_alloc_find(vm, size);
+        return p ? p : vm_alloc_locked(vm, size, caller);
     }
-    void* p = pg_alloc_find(vm, size);
-    return p ? p : vm_alloc_locked(vm, size, caller);
+    void* b = pg_page_take(c, pg_heap_page(c, size));
+    return b ? b : pg_tail_alloc_dry(vm, size, caller, c);
 }
 
 void* pg_tailallocf(Vmalloc_t* vm, size_t size, void* caller)
 {
-    unsigned k;
-    if (__builtin_expect(!pg_class_if(size, &k), 0))
-        return vm_alloc_locked(vm, size, caller);
     Pgheap_t* c = pg_heap_if(pg_tls_first, vm);
-    if (__builtin_expect(!c, 0))
-        return pg_tail_alloc_find(vm, size, caller);
-    void* b = pg_heap_take(c, k);
-    return __builtin_expect(b != NULL, 1) ? b : pg_tail_alloc_dry(vm, size, caller, c, k);
+    if (__builtin_expect(!c || size > PG_TABMAX, 0))
+        return pg_tail_alloc_other(vm, size, caller);
+    void* b = pg_page_take(c, c->direct[(size + 15) >> 4]);
+    return __builtin_expect(b != NULL, 1) ? b : pg_tail_alloc_dry(vm, size, caller, c);
 }
 
 __attribute__((noinline)) static int pg_tail_free_other(Vmalloc_t* vm, Pgpage_t* d, void* p,
@@ -1885,11 +1891,10 @@ void* vm_best_malloc(size_t size, void* caller, Vmalloc_t* vm)
     Pgheap_t* c = pg_tls_malloc; /* never NULL */
     if (__builtin_expect(pg_heap_vm_relaxed(c) != vm, 0))
         return pg_malloc_slow(size, caller, vm);
-    unsigned k;
-    if (__builtin_expect(!pg_class_if(size, &k), 0))
+    if (__builtin_expect(size > PG_TABMAX, 0) && size > PG_MAXCLASS)
         return pg_malloc_slow(size, caller, vm);
     /* pg_heap_pop, with pg_malloc_dry for its slow half. */
-    void* b = pg_heap_take(c, k);
+    void* b = pg_page_take(c, pg_heap_page(c, size));
     return __builtin_expect(b != NULL, 1) ? b : pg_malloc_dry(size, caller, vm);
 }
 
@@ -2399,6 +2404,8 @@ int pg_check(Vmalloc_t* vm, Pgstate_t* pg)
                   n != c->npages[k] || c->page[k] != (c->head[k] ? c->head[k] : &pg_nopage)))
             bad++;
     }
+    for (unsigned j = 0; c && j < PG_NDIRECT; ++j)
+        bad += c->direct[j] != c->page[pg_class_tab[j]];
     struct {
         Pgpage_t* head;
         size_t count;
