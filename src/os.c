@@ -108,10 +108,17 @@ void* vm_os_reserve(size_t size, size_t align)
 /* Addresses that read as zeros and take no memory until written: a write
  * needs vm_os_commit first. Readable in strict mode too (PROT_READ, which
  * the kernel does not charge), so a table kept there may be read at any
- * index, written or not: the page map (method/page.c). */
+ * index, written or not: the page map (method/page.c). Left out of core
+ * dumps: a dump piped to a handler (systemd-coredump, apport) would carry
+ * every never-written page of it as zeros, 32 GiB for the page map. */
 void* vm_os_reserve_zero(size_t size)
 {
-    return os_mmap(size, os_overcommits() ? PROT_READ | PROT_WRITE : PROT_READ, 1);
+    void* p = os_mmap(size, os_overcommits() ? PROT_READ | PROT_WRITE : PROT_READ, 1);
+#ifdef MADV_DONTDUMP
+    if (p)
+        (void)madvise(p, size, MADV_DONTDUMP);
+#endif
+    return p;
 }
 
 /* Pages of a reservation never opened, or closed by vm_os_decommit, read as
