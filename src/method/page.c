@@ -276,7 +276,8 @@ static int pg_map_open(void)
         }
         if (map) {
             pg_mapv.map = map;
-            pg_mapv.base = base;
+            if (base) /* a lookup before n is set reads base, to no effect */
+                pg_mapv.base = base;
             __atomic_store_n(&pg_mapv.n, n, __ATOMIC_RELEASE);
         } else
             n = 0;
