@@ -17,6 +17,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/random.h>
 #include <sys/syscall.h>
@@ -110,7 +111,8 @@ void* vm_os_reserve(size_t size, size_t align)
  * the kernel does not charge), so a table kept there may be read at any
  * index, written or not: the page map (method/page.c). Left out of core
  * dumps: a dump piped to a handler (systemd-coredump, apport) would carry
- * every never-written page of it as zeros, 32 GiB for the page map. */
+ * every never-written page of it as zeros, 32 GiB for the page map (so a
+ * debugger cannot read the map from a core). */
 void* vm_os_reserve_zero(size_t size)
 {
     void* p = os_mmap(size, os_overcommits() ? PROT_READ | PROT_WRITE : PROT_READ, 1);
@@ -118,7 +120,20 @@ void* vm_os_reserve_zero(size_t size)
     if (p)
         (void)madvise(p, size, MADV_DONTDUMP);
 #endif
+#ifdef MADV_NOHUGEPAGE
+    /* Transparent huge pages set to "always" would back a written entry's
+     * 2 MiB, not its 4 KiB, and khugepaged could fill in sparse spans. */
+    if (p)
+        (void)madvise(p, size, MADV_NOHUGEPAGE);
+#endif
     return p;
+}
+
+/* Is the process's address space limited (RLIMIT_AS, `ulimit -v`)? */
+int vm_os_as_limited(void)
+{
+    struct rlimit rl;
+    return getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY;
 }
 
 /* Pages of a reservation never opened, or closed by vm_os_decommit, read as

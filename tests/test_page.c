@@ -625,8 +625,8 @@ static int run_limited(char** argv)
     }
     rl.rlim_cur = LIMITED_AS;
     CHECK(setrlimit(RLIMIT_AS, &rl) == 0, "setrlimit");
-    execv(argv[0], argv);
-    CHECK(0, "execv %s", argv[0]);
+    execv("/proc/self/exe", argv);
+    CHECK(0, "execv /proc/self/exe");
     return 1;
 }
 

@@ -113,6 +113,7 @@ static const size_t pg_minseg[2] = {4, 2}, pg_maxseg[2] = {60, 32};
 #define PG_DIRTYMIN ((size_t)32 << 20) /* empty bytes kept unpurged, or half the active ones */
 #define PG_SCAN 8      /* pages a dry heap looks at before it takes one from the region */
 #define PG_EXTEND 4096 /* bytes of never-used blocks linked at a time: one OS page */
+#define PG_REFUSALS 8  /* new page segments outside the map's window before a kind stops */
 
 /* A page's state. An active page held by the region also ages, so that
  * the timed upkeep sweeps only pages nobody has touched for a whole step:
@@ -235,14 +236,17 @@ static inline unsigned pg_class(size_t n)
  * read as zeros (NULL: no page) wherever nothing was written, so a lookup
  * is a shift, a bound and one load, with no level that may be missing.
  * Only the OS pages of it that cover page segments take memory: one per
- * 16 MiB of pages. Where 32 GiB of addresses cannot be had (RLIMIT_AS), the
- * map is PG_MAPSMALL entries covering a window of 128 GiB around its own
- * address, where the kernel places a process's mappings, mostly
- * downwards: a page segment outside it is refused (pg_map_range) and its
- * blocks come from the best-fit tree instead. Entry i is the granule
- * base + i; n is 0 until the map exists (and for good if not
- * even the window can be reserved: regions then do without pages), and
- * bounds the index in the same compare. */
+ * 16 MiB of pages. Under an address-space limit (RLIMIT_AS), whose budget
+ * 32 GiB of addresses would eat, or where they cannot be had, the map is
+ * PG_MAPSMALL entries covering a window of 128 GiB around its own address,
+ * where the kernel places a process's mappings, mostly downwards: a page
+ * segment outside it is refused (pg_map_range) and its blocks come from the
+ * best-fit tree instead. Entry i is the granule base + i; n is 0 until the
+ * map exists (and for good if not even the window can be reserved: regions
+ * then do without pages), and bounds the index in the same compare. base is
+ * read plainly by every lookup and written only in window mode, before n is
+ * published: a lookup racing with that write finds n == 0 and ignores what
+ * it read. */
 #define PG_MAPN ((uintptr_t)1 << (47 - PG_SHIFT))
 #define PG_MAPSMALL ((uintptr_t)1 << 22)
 static struct __attribute__((aligned(64))) { /* a line of its own: every free reads it */
@@ -257,14 +261,17 @@ static struct __attribute__((aligned(64))) { /* a line of its own: every free re
 static int pg_map_open(void)
 {
     static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-    static int tried;
+    static int tried; /* atomic: a failure returns without the lock */
     if (__atomic_load_n(&pg_mapv.n, __ATOMIC_ACQUIRE))
         return 0;
+    if (__atomic_load_n(&tried, __ATOMIC_ACQUIRE))
+        return -1;
     pthread_mutex_lock(&lock);
     uintptr_t n = __atomic_load_n(&pg_mapv.n, __ATOMIC_RELAXED);
-    if (!n && !tried) {
-        tried = 1;
-        Pgpage_t** map = vm_os_reserve_zero(PG_MAPN * sizeof(Pgpage_t*));
+    if (!n && !__atomic_load_n(&tried, __ATOMIC_RELAXED)) {
+        Pgpage_t** map = NULL;
+        if (!vm_os_as_limited())
+            map = vm_os_reserve_zero(PG_MAPN * sizeof(Pgpage_t*));
         uintptr_t base = 0;
         n = PG_MAPN;
         if (!map && (map = vm_os_reserve_zero(PG_MAPSMALL * sizeof(Pgpage_t*)))) {
@@ -281,6 +288,7 @@ static int pg_map_open(void)
             __atomic_store_n(&pg_mapv.n, n, __ATOMIC_RELEASE);
         } else
             n = 0;
+        __atomic_store_n(&tried, 1, __ATOMIC_RELEASE);
     }
     pthread_mutex_unlock(&lock);
     return n ? 0 : -1;
@@ -590,15 +598,16 @@ static void pg_seg_add(Pgstate_t* pg, Pgseg_t* info, size_t from, size_t to)
 }
 
 /* Map pages [from, to) of the segment at first to their descriptors: 0, or
- * -1 with none of them mapped (the map is missing, the pages lie outside
- * it, or in strict overcommit the kernel refuses to open its entries). */
+ * with none of them mapped -2 (the map is missing, or the pages lie outside
+ * it: window mode) or -1 (in strict overcommit the kernel refuses to open
+ * their entries). */
 static int pg_map_range(char* first, unsigned kind, size_t from, size_t to)
 {
     char* lo = first + from * pg_psize(kind);
     char* hi = first + to * pg_psize(kind);
     if (pg_map_open() < 0 || ((uintptr_t)lo >> PG_SHIFT) < pg_mapv.base ||
         ((uintptr_t)hi >> PG_SHIFT) - pg_mapv.base > pg_mapv.n)
-        return -1; /* outside the map */
+        return -2;
     size_t os = vm_os_pagesize();
     char* elo = (char*)((uintptr_t)pg_map_at(lo) & ~(uintptr_t)(os - 1));
     char* ehi = vm_ptr_up((char*)pg_map_at(hi), os);
@@ -648,6 +657,8 @@ static int pg_grow(Vmalloc_t* vm, Pgstate_t* pg, unsigned kind)
     Pgkind_t* pk = &pg->kind[kind];
     if (pk->grow && pg_grow_inplace(vm, pg, pk))
         return 0;
+    if (pk->refused >= PG_REFUSALS)
+        return -1; /* the kernel's placement and the map's window disagree */
     size_t psize = pg_psize(kind);
     size_t n = pk->inplace ? pg_minseg[kind] : pk->nextseg ? pk->nextseg : pg_minseg[kind];
     /* Vmdcsystem's aligned twin when the region is on Vmdcsystem. */
@@ -661,7 +672,9 @@ static int pg_grow(Vmalloc_t* vm, Pgstate_t* pg, unsigned kind)
     size_t np = first + psize <= seg->end ? (size_t)(seg->end - first) / psize : 0;
     if (np > PG_MAXSEG)
         np = PG_MAXSEG; /* the descriptors must fit in page 0's first OS page */
-    if (np == 0 || pg_map_range(first, kind, 0, np) < 0) {
+    int mapped = np ? pg_map_range(first, kind, 0, np) : -1;
+    if (mapped < 0) {
+        pk->refused += mapped == -2;
         (void)vm_seg_put(vm, seg);
         vm_fault(vm, VM_NOMEM, (void*)(n * psize));
         return -1;

@@ -89,6 +89,7 @@ typedef struct {
         size_t nextseg;            /* pages in the next page segment */
         struct pg_seginfo* grow;   /* the newest segment: pg_grow grows it in place first */
         int inplace;               /* a segment has grown in place: new ones start small */
+        unsigned refused;          /* new segments outside the page map (its window) */
     } kind[2];
     size_t pagebytes;              /* bytes in all page segments */
     Pgheap_t* heaps;               /* this region's thread heaps */
