@@ -117,6 +117,33 @@ static void test_bad_addresses(void)
     CHECK(vmclose(vm) == 0 && vmclose(other) == 0, "vmclose");
 }
 
+/* A page's blocks are carved a few at a time: an address of a block not
+ * carved yet is refused like any foreign one, even where the page's memory
+ * is mapped and the address lies on a block boundary. And a 64 KiB page of
+ * 4 KiB blocks (its blocks end at its last byte) takes back every one. */
+static void test_uncarved(void)
+{
+    Vmalloc_t* vm = vmopen(Vmdcsystem, Vmbest, 0);
+    CHECK(vm, "vmopen");
+    char* p = vmalloc(vm, 2048); /* a fresh page: 2 blocks carved of 15 or 16 */
+    CHECK(p, "vmalloc");
+    for (int i = 2; i < 8; ++i) {
+        errno = 0;
+        CHECK(vmfree(vm, p + (size_t)i * 2048) == -1 && errno == EINVAL,
+              "block %d, never carved, freed", i);
+        CHECK(vmsize(vm, p + (size_t)i * 2048) == -1, "vmsize of uncarved block %d", i);
+    }
+    CHECK(vmfree(vm, p + 2048) == -1, "a carved free block freed again");
+    enum { NB = 64 };
+    static char* b[NB];
+    for (int i = 0; i < NB; ++i)
+        CHECK((b[i] = vmalloc(vm, 4096)) != NULL, "vmalloc 4096");
+    CHECK(vmdbcheck(vm) == 0, "region damaged");
+    for (int i = NB - 1; i >= 0; --i)
+        CHECK(vmfree(vm, b[i]) == 0, "vmfree of 4 KiB block %d", i);
+    CHECK(vmfree(vm, p) == 0 && vmdbcheck(vm) == 0 && vmclose(vm) == 0, "region intact");
+}
+
 /* realloc-style growth moves a block O(log n) times (the paper's Figure 4
  * grows one block by 32 bytes 10,000 times between 24-byte allocations). */
 static void test_growth(void)
@@ -636,6 +663,7 @@ int main(int argc, char** argv)
         return run_limited(argv);
     test_classes();
     test_bad_addresses();
+    test_uncarved();
     test_growth();
     test_threads();
     test_close_with_caches();

@@ -108,7 +108,9 @@
  * headers fit in 4 KiB; a segment is at most ~2 MiB): the arena overshoots
  * by at most a fifth (x1.5 made it a third, and the vmstat extent of a
  * small heap 5-9% larger on the study's traces). */
-static const size_t pg_minseg[2] = {4, 2}, pg_maxseg[2] = {60, 32};
+#define PG_MAXSEG0 60
+#define PG_MAXSEG1 32
+static const size_t pg_minseg[2] = {4, 2}, pg_maxseg[2] = {PG_MAXSEG0, PG_MAXSEG1};
 #define PG_MAXSEG 60
 #define PG_DIRTYMIN ((size_t)32 << 20) /* empty bytes kept unpurged, or half the active ones */
 #define PG_SCAN 8      /* pages a dry heap looks at before it takes one from the region */
@@ -129,10 +131,12 @@ struct pg_page {
                             * list's head in the low PG_XSHIFT bits, its length above */
     Pgpage_t *next, *prev; /* in its owner's queue, partial[cls], or the dirty or clean list */
     Pgheap_t* owner;       /* atomic, changed under the lock: the owning heap, or NULL */
-    uint16_t cap;          /* blocks the page holds (bsize, start: pg_bsize, pg_start_of) */
+    uint16_t lim;          /* atomic: min(bump * bsize, 65535), the bytes from block 0 that
+                            * are carved: read by any free (pg_index) */
     uint16_t base;         /* = (P + start) mod 2^16, the low bits of block 0's address */
     uint16_t used;         /* owner's (or locked); read by vmstat: relaxed atomic */
-    uint16_t bump;         /* owner's (or locked); read by any free: relaxed atomic */
+    uint16_t bump;         /* owner's (or locked): blocks carved (pg_set_bump), relaxed atomic;
+                            * cap, bsize, start: pg_cap, pg_bsize, pg_start_of */
     uint32_t divc;         /* = pg_divc[cls]: pg_index reads it with base, on one line */
     uint8_t cls, state;
     union {
@@ -392,6 +396,31 @@ static inline void* pg_block(const Pgpage_t* d, unsigned i)
 
 static inline unsigned pg_bump(const Pgpage_t* d) { return __atomic_load_n(&d->bump, __ATOMIC_RELAXED); }
 
+/* The blocks active page d holds, from its class and place. */
+/* The blocks a page of a class holds: a segment's page 0 (its headers
+ * first: pg_start_kind) and the others. Tables, because free's thin test
+ * reads them. */
+#define PG_CAP0_OF(s)                                                                              \
+    (uint16_t)(((s) <= PG_MAXSMALL ? PG_SIZE - PG_DESCS - PG_MAXSEG0 * 64                          \
+                                   : PG_LSIZE - PG_DESCS - PG_MAXSEG1 * 64) / (s)),
+#define PG_CAPN_OF(s) (uint16_t)(((s) <= PG_MAXSMALL ? PG_SIZE : PG_LSIZE) / (s)),
+static const uint16_t pg_cap0[PG_NCLASS] = {PG_CLASSES(PG_CAP0_OF)};
+static const uint16_t pg_capn[PG_NCLASS] = {PG_CLASSES(PG_CAPN_OF)};
+static inline unsigned pg_cap(const Pgpage_t* d)
+{
+    int first = ((uintptr_t)d & (PG_SIZE - 1)) == PG_DESCS; /* page 0's descriptor */
+    return first ? pg_cap0[d->cls] : pg_capn[d->cls];
+}
+
+/* d has bump blocks carved: the count and the byte limit the frees check
+ * (pg_index). The owner's, or locked. */
+static inline void pg_set_bump(Pgpage_t* d, unsigned bump)
+{
+    size_t lim = (size_t)bump * pg_bsize(d);
+    __atomic_store_n(&d->lim, (uint16_t)(lim < 0xffff ? lim : 0xffff), __ATOMIC_RELAXED);
+    __atomic_store_n(&d->bump, (uint16_t)bump, __ATOMIC_RELAXED);
+}
+
 /* A page is purged in eighths while it is held (pg_sweep): 4 KiB units of
  * a 32 KiB page, 8 KiB of a 64 KiB one. */
 #define PG_UNITS 8
@@ -444,17 +473,24 @@ static inline unsigned pg_ngone(const Pgpage_t* d, unsigned bump)
  * one multiply instead of a division. off is p's distance from block 0
  * modulo 2^16 (base holds block 0's low 16 bits: no page size, start or
  * class table to read), so an address of the page below block 0 (the
- * headers) wraps to at least 2^16 - start > page size - start >= cap *
- * bsize: a quotient no carved block has. */
-static inline long pg_index(const Pgpage_t* d, const void* p)
+ * headers) wraps to at least 2^16 - start > page size - start >= lim. lim
+ * (bump * bsize, or 65535 when that is 65536: no carved block starts
+ * there) bounds off before the multiply, so the index itself is computed
+ * only for callers that use it. */
+static inline long pg_index_below(const Pgpage_t* d, const void* p, unsigned lim)
 {
     uint32_t off = (uint16_t)((uint32_t)(uintptr_t)p - d->base);
+    if (off >= lim)
+        return -1; /* never carved (or the headers below block 0) */
     uint32_t c = d->divc;
     uint64_t m = (uint64_t)c * off;
-    uint32_t i = (uint32_t)(m >> 32);
-    if ((uint32_t)m >= c || i >= pg_bump(d))
+    if ((uint32_t)m >= c)
         return -1;
-    return (long)i;
+    return (long)(m >> 32);
+}
+static inline long pg_index(const Pgpage_t* d, const void* p)
+{
+    return pg_index_below(d, p, __atomic_load_n(&d->lim, __ATOMIC_RELAXED));
 }
 
 /* Is p, keyed key when free, a busy block of page d, where p is known not
@@ -464,6 +500,13 @@ static inline long pg_index(const Pgpage_t* d, const void* p)
 static inline int pg_own_busy(const Pgpage_t* d, const void* p, uint64_t key)
 {
     return __builtin_expect(pg_index(d, p) >= 0 && ((const uint64_t*)p)[1] != key, 1);
+}
+
+/* The same for the owner of d, which alone writes its lim (or for a holder
+ * of the region lock on a held page): read plainly, a compare with memory. */
+static inline int pg_mine_busy(const Pgpage_t* d, const void* p, uint64_t key)
+{
+    return __builtin_expect(pg_index_below(d, p, d->lim) >= 0 && ((const uint64_t*)p)[1] != key, 1);
 }
 
 /* Is p a busy block of vm (in a page)? d is pg_page_of(p). d->vm is set
@@ -500,7 +543,10 @@ static void pg_unlink(Pgpage_t** head, Pgpage_t** tail, Pgpage_t* d)
     d->next = d->prev = NULL;
 }
 
-static inline int pg_has_room(const Pgpage_t* d) { return d->free || d->bump < d->cap || pg_gone(d); }
+static inline int pg_has_room(const Pgpage_t* d)
+{
+    return d->free || d->bump < pg_cap(d) || pg_gone(d);
+}
 
 /* A page with at most this many blocks out (an eighth, and at most
  * PG_THIN: a page pinned by a few survivors) is thin: its owner gives it to
@@ -508,7 +554,7 @@ static inline int pg_has_room(const Pgpage_t* d) { return d->free || d->bump < d
 #define PG_THIN 4u
 static inline unsigned pg_thin(const Pgpage_t* d)
 {
-    unsigned t = (unsigned)d->cap >> 3;
+    unsigned t = pg_cap(d) >> 3;
     return t < PG_THIN ? t : PG_THIN;
 }
 
@@ -790,9 +836,8 @@ static Pgpage_t* pg_assign(Vmalloc_t* vm, Pgstate_t* pg, unsigned k)
     d->cls = (uint8_t)k;
     d->divc = pg_divc[k];
     d->base = (uint16_t)((uintptr_t)pg_page_addr(d) + start);
-    d->cap = (uint16_t)((pg_psize(kind) - start) / pg_csize[k]);
     pg_set_used(d, 0);
-    __atomic_store_n(&d->bump, 0, __ATOMIC_RELAXED);
+    pg_set_bump(d, 0);
     d->state = PG_ACTIVE;
     __atomic_store_n(&d->gone, 0, __ATOMIC_RELAXED);
     info->nactive++;
@@ -886,7 +931,7 @@ static uint32_t pg_collect_dry(Pgstate_t* pg, Pgpage_t* d)
  * its empty free list: how many. The owner's, or locked. */
 static uint32_t pg_carve(const Pgstate_t* pg, Pgpage_t* d)
 {
-    unsigned bump = pg_bump(d), room = d->cap - bump;
+    unsigned bump = pg_bump(d), room = pg_cap(d) - bump;
     if (room == 0)
         return 0;
     unsigned n = PG_EXTEND / pg_bsize(d);
@@ -897,7 +942,7 @@ static uint32_t pg_carve(const Pgstate_t* pg, Pgpage_t* d)
         pg_mark_free(pg, p, p + pg_bsize(d));
     pg_mark_free(pg, p, d->free);
     d->free = b;
-    __atomic_store_n(&d->bump, (uint16_t)(bump + n), __ATOMIC_RELAXED);
+    pg_set_bump(d, bump + n);
     return n;
 }
 
@@ -975,7 +1020,7 @@ static void pg_sweep(Pgstate_t* pg, Pgpage_t* d)
     uint64_t map[(PG_SIZE / 16 + 63) / 64];
     unsigned bump = pg_bump(d), g = pg_gone(d), sh = pg_ushift(d), lo, hi;
     size_t nfree = bump - pg_used(d) - pg_ngone(d, bump);
-    if (nfree == 0 && bump == d->cap)
+    if (nfree == 0 && bump == pg_cap(d))
         return; /* nothing free that is not already purged */
     memset(map, 0, sizeof map);
     if (pg_check_list(pg, d, d->free, nfree, map) != nfree)
@@ -1089,7 +1134,7 @@ static void* pg_take(Vmalloc_t* vm, Pgstate_t* pg, unsigned k)
         } else {
             unsigned bump = pg_bump(d);
             b = pg_block(d, bump);
-            __atomic_store_n(&d->bump, (uint16_t)(bump + 1), __ATOMIC_RELAXED);
+            pg_set_bump(d, bump + 1);
         }
         pg_set_used(d, pg_used(d) + 1);
         pg_count(vm, 1, pg_bsize(d));
@@ -1202,7 +1247,7 @@ static void pg_q_rotate(Pgheap_t* c, unsigned k)
  * region's hands. Locked. */
 static void pg_own(Vmalloc_t* vm, Pgheap_t* c, Pgpage_t* d)
 {
-    pg_count(vm, (long)(d->cap - pg_used(d)), pg_bsize(d));
+    pg_count(vm, (long)(pg_cap(d) - pg_used(d)), pg_bsize(d));
     __atomic_store_n(&d->owner, c, __ATOMIC_RELAXED);
     pg_q_push(c, d->cls, d);
 }
@@ -1214,7 +1259,7 @@ static void pg_unown(Vmalloc_t* vm, Pgstate_t* pg, Pgpage_t* d)
     (void)pg_collect(pg, d);
     d->state = PG_ACTIVE;
     __atomic_store_n(&d->owner, NULL, __ATOMIC_RELAXED);
-    pg_count(vm, -(long)(d->cap - pg_used(d)), pg_bsize(d));
+    pg_count(vm, -(long)(pg_cap(d) - pg_used(d)), pg_bsize(d));
     if (pg_used(d) == 0)
         pg_to_empty(vm, pg, d);
     else if (pg_has_room(d))
@@ -1502,31 +1547,45 @@ __attribute__((noinline)) static void pg_give_other(Vmalloc_t* vm, Pgpage_t* d, 
 }
 
 /* p, a busy block of page d that its owner frees, onto d's free list,
- * keyed key: 1 if d has just become thin (or empty), with its region in
- * *vm and its class in *k, for the caller to hand it back (pg_thinned, or
- * pg_thin_first and pg_thinned_locked under the region lock). d is read
- * only before the count is stored: from then on, if every other block out
- * is on xfree, pg_reclaim may take the page, empty it and (a tick later)
- * unmap its segment. */
-static inline int pg_own_put(Pgpage_t* d, void* p, uint64_t key, Vmalloc_t** vm, unsigned* k)
+ * keyed key: the count of blocks out that d is left with, not yet stored.
+ * The caller reads what it needs of d, then stores it (release: pg_reclaim,
+ * seeing the count, sees the list too). From then on, if every other block
+ * out is on xfree, pg_reclaim may take the page, empty it and (a tick
+ * later) unmap its segment. */
+static inline uint16_t pg_own_link(Pgpage_t* d, void* p, uint64_t key)
 {
     ((uint64_t*)p)[1] = key;
     ((void**)p)[0] = d->free;
     d->free = p;
-    uint16_t used = (uint16_t)(d->used - 1u);
-    /* One compare for the common case, as pg_thin(d) <= PG_THIN. */
-    int thin = __builtin_expect(used <= PG_THIN, 0) && (used == 0 || used == pg_thin(d));
+    return (uint16_t)(d->used - 1u);
+}
+
+/* Has page d just become thin (or empty), with used blocks out? One compare
+ * for the common case, as pg_thin(d) <= PG_THIN. */
+static inline int pg_thin_at(const Pgpage_t* d, unsigned used)
+{
+    return __builtin_expect(used <= PG_THIN, 0) && (used == 0 || used == pg_thin(d));
+}
+
+/* pg_own_link, and the count stored: 1 if d has just become thin (or
+ * empty), with its region in *vm and its class in *k, for the caller to
+ * hand it back (pg_thin_first and pg_thinned_locked under the lock). */
+static inline int pg_own_put(Pgpage_t* d, void* p, uint64_t key, Vmalloc_t** vm, unsigned* k)
+{
+    uint16_t used = pg_own_link(d, p, key);
+    int thin = pg_thin_at(d, used);
     if (thin) {
         *vm = d->vm;
         *k = d->cls;
     }
-    /* Release: pg_reclaim, seeing the count, sees the list too. */
     __atomic_store_n(&d->used, used, __ATOMIC_RELEASE);
     return thin;
 }
 
 /* The same for heap c's lock-free free: a page left thin goes back to the
- * region. */
+ * region. (Its thin test is inline: out of line it saved every free 2
+ * instructions of the branch's arguments, and cost the sqlite replay 4.5M
+ * more in calls than it saved: pages with a few blocks out are common.) */
 static inline void pg_own_push(Pgheap_t* c, Pgpage_t* d, void* p, uint64_t key)
 {
     Vmalloc_t* vm;
@@ -1552,7 +1611,7 @@ static inline void pg_heap_give(Vmalloc_t* vm, Pgheap_t* c, Pgpage_t* d, void* p
 static inline int pg_own_free(Pgheap_t* c, Pgpage_t* d, void* p)
 {
     uint64_t key = pg_hash(c->key, p);
-    if (!pg_own_busy(d, p, key))
+    if (!pg_mine_busy(d, p, key))
         return 1;
     pg_own_push(c, d, p, key);
     return 0;
@@ -1573,7 +1632,7 @@ static inline int pg_owns(const Pgheap_t* c, const Pgpage_t* d, const Vmalloc_t*
 static inline int pg_busy_for(Vmalloc_t* vm, Pgheap_t* c, Pgpage_t* d, const void* p)
 {
     if (pg_owns(c, d, vm))
-        return pg_own_busy(d, p, pg_hash(c->key, p));
+        return pg_mine_busy(d, p, pg_hash(c->key, p));
     return d && pg_busy(vm, c->pg, d, p);
 }
 
@@ -2013,7 +2072,7 @@ void* vm_best_realloc(void* p, size_t size, void* caller, Vmalloc_t* vm)
     Pgpage_t* d = pg_page_of(p);
     if (__builtin_expect(!pg_owns(c, d, vm), 0))
         return pg_realloc_other(p, size, caller, vm, c);
-    if (__builtin_expect(!pg_own_busy(d, p, pg_hash(c->key, p)), 0))
+    if (__builtin_expect(!pg_mine_busy(d, p, pg_hash(c->key, p)), 0))
         return vm_realloc_else(p, size, caller);
     if (__builtin_expect(pg_resize_stays(pg_bsize(d), size), 1))
         return p;
@@ -2250,7 +2309,7 @@ void pg_stat_seg(Vmalloc_t* vm, Pgstate_t* pg, Vmseg_t* seg, Vmstat_t* st)
             continue;
         }
         unsigned used = pg_used(d);
-        size_t nfree = (size_t)(d->cap - used);
+        size_t nfree = (size_t)(pg_cap(d) - used);
         if (pg_owner(d)) {
             st->n_busy -= nfree;
             st->s_busy -= nfree * pg_bsize(d);
@@ -2363,12 +2422,12 @@ int pg_check_seg(Vmalloc_t* vm, Pgstate_t* pg, Vmseg_t* seg, size_t* nused, size
         if (d->state > PG_SWEPT || d->vm != vm || k >= PG_NCLASS || d->divc != pg_divc[k] ||
             pg_kind_of(k) != d->kind ||
             d->base != (uint16_t)((uintptr_t)P + pg_start(info, j)) ||
-            d->cap != (psize - pg_start(info, j)) / pg_csize[k] || bump > d->cap || used > bump ||
-            (owner && !pg_heap_known(pg, owner))) {
+            pg_cap(d) != (psize - pg_start(info, j)) / pg_csize[k] || bump > pg_cap(d) ||
+            used > bump || (owner && !pg_heap_known(pg, owner))) {
             bad++;
             continue;
         }
-        size_t out = owner ? d->cap : used;
+        size_t out = owner ? pg_cap(d) : used;
         *nused += out;
         *sused += out * pg_bsize(d);
         /* Purged units: only a held page's, never the headers'. */
@@ -2378,7 +2437,10 @@ int pg_check_seg(Vmalloc_t* vm, Pgstate_t* pg, Vmseg_t* seg, size_t* nused, size
             continue;
         }
         if (owner && owner != mine)
-            continue;
+            continue; /* its owner may be changing its counts */
+        if (__atomic_load_n(&d->lim, __ATOMIC_RELAXED) !=
+            (bump * pg_csize[k] < 0xffff ? bump * pg_csize[k] : 0xffff))
+            bad++;
         memset(map, 0, sizeof map);
         if (pg_check_list(pg, d, d->free, bump - used - ngone, map) != bump - used - ngone)
             bad++;

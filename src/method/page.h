@@ -18,6 +18,8 @@
  *                wide page map gives, for any address, its page's descriptor
  *                or NULL.
  *                  bump  = blocks ever carved (never-used ones follow them)
+ *                  lim   = min(bump * bsize, 65535): the carved bytes from
+ *                          block 0, which a free compares first
  *                  used  = bump - |free| - |gone|: blocks with users, or
  *                          freed by a thread other than the owner and not
  *                          yet collected (in xfree, whose word holds its
