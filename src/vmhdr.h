@@ -578,7 +578,7 @@ void* vm_os_map(size_t size);                            /* fresh zeroed pages *
 void* vm_os_map_aligned(size_t size, size_t align);      /* the same, at a multiple of align */
 void* vm_os_reserve(size_t size, size_t align);          /* addresses, no memory until touched; aligned */
 void* vm_os_reserve_zero(size_t size);                   /* reads as zeros; commit to write */
-int vm_os_as_limited(void);                               /* RLIMIT_AS is finite */
+int vm_os_as_limited(void);                              /* RLIMIT_AS is finite */
 int vm_os_commit(void* addr, size_t size);               /* open reserved pages: zeroed, writable */
 int vm_os_decommit(void* addr, size_t size);             /* drop pages, keep the addresses reserved */
 uint64_t vm_os_now_ms(void);                             /* a monotonic clock, cheap and coarse */

@@ -631,9 +631,9 @@ static void test_write_after_free(void)
     }
 }
 
-/* Under an address-space limit (ulimit -v) too small for the page map's
- * 32 GiB of addresses, the map is a window around the process's mappings
- * (page.c): pages still serve small blocks (test_classes sees class sizes,
+/* Under an address-space limit (ulimit -v), whose budget the page map's
+ * 32 GiB of addresses would eat, the map is a window around the process's
+ * mappings (page.c): pages still serve small blocks (test_classes sees class sizes,
  * which best fit would not give), bad addresses are still refused, threads
  * still work. The limit must be set before the library opens its first
  * region, so the test runs itself again under it. */
