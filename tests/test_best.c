@@ -136,6 +136,55 @@ static void kept_ranges(void)
     CHECK(vmdbcheck(vm) == 0 && vmclose(vm) == 0, "vmclose");
 }
 
+/* Resident OS pages (4 KiB) in [p, p + n), p and n multiples of 4 KiB. */
+static long resident(const char* p, size_t n)
+{
+    static unsigned char vec[1024];
+    CHECK(n / 4096 <= sizeof vec && mincore((void*)p, n, vec) == 0, "mincore");
+    long r = 0;
+    for (size_t i = 0; i < n / 4096; ++i)
+        r += vec[i] & 1;
+    return r;
+}
+
+/* The inner OS pages of the 4 KiB-aligned range inside [p, p + n). */
+static long resident_inside(const char* p, size_t n)
+{
+    const char* lo = (const char*)(((uintptr_t)p + 4095) & ~(uintptr_t)4095);
+    const char* hi = (const char*)((uintptr_t)(p + n) & ~(uintptr_t)4095);
+    return resident(lo + 4096, (size_t)(hi - lo) - 2 * 4096);
+}
+
+/* Memory that was freed and kept resident for its reuse goes back before
+ * the arena grows: kept any longer, it would only add to the peak. A freed
+ * best-fit block below the purge thresholds stays resident until a huge
+ * block takes a new segment; reused and freed again, it is purged again at
+ * the next growth (its purged mark went with its reuse). */
+static void growth_purge(void)
+{
+    const size_t kib = 1024, big = 512 * kib, huge = (size_t)2 << 20;
+    Vmalloc_t* vm = vmopen(Vmdcsystem, Vmbest, 0);
+    CHECK(vm && vmcompact(vm) == 0, "vmopen");
+    char* a = vmalloc(vm, big);
+    char* fence = vmalloc(vm, 64 * kib); /* a, freed, does not join the wilderness */
+    CHECK(a && fence, "vmalloc");
+    for (int round = 0; round < 2; ++round) {
+        memset(a, 1, big);
+        long all = resident_inside(a, big);
+        CHECK(vmfree(vm, a) == 0 && resident_inside(a, big) == all,
+              "round %d: a freed 512 KiB block went back at once (%ld of %ld pages resident)",
+              round, resident_inside(a, big), all);
+        char* h = vmalloc(vm, huge); /* a new segment */
+        CHECK(h && resident_inside(a, big) == 0,
+              "round %d: a freed block stayed resident while the arena grew: %ld of %ld pages",
+              round, resident_inside(a, big), all);
+        CHECK(vmdbcheck(vm) == 0, "region damaged");
+        a = vmalloc(vm, big); /* the purged block, best fit, or another */
+        CHECK(a != NULL, "vmalloc");
+    }
+    CHECK(vmfree(vm, a) == 0 && vmdbcheck(vm) == 0 && vmclose(vm) == 0, "vmclose");
+}
+
 /* Vmdcsystem's twins place a new segment at the start of a reserved span
  * of addresses (disc/system.c), so that it grows in place where mremap
  * would find the addresses above it taken: a huge block grows and shrinks
@@ -192,6 +241,7 @@ int main(int argc, char** argv)
     regress_stale_header();
     kept_ranges();
     reservations();
+    growth_purge();
     uint64_t seed = sh_seed(argc, argv);
     Sh_conf_t conf = sh_conf_general(SH_BEST, 50000);
     int ndisc;

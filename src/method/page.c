@@ -706,6 +706,7 @@ static int pg_grow_inplace(Vmalloc_t* vm, Pgstate_t* pg, Pgkind_t* pk)
 static int pg_grow(Vmalloc_t* vm, Pgstate_t* pg, unsigned kind)
 {
     Pgkind_t* pk = &pg->kind[kind];
+    vm_best_growing(vm);
     if (pk->grow && pg_grow_inplace(vm, pg, pk))
         return 0;
     if (pk->refused >= PG_REFUSALS)

@@ -136,6 +136,10 @@ int pg_check(Vmalloc_t* vm, Pgstate_t* pg);
  * empty pages already dirty at the previous step purged, wholly empty page
  * segments given back. 1 if dirty pages wait for the next step. Locked. */
 int pg_age(Vmalloc_t* vm, Pgstate_t* pg);
+/* Vmbest's rule before its arena grows (best.c), which pg_grow follows
+ * too: the best-fit blocks freed and kept resident for reuse go back
+ * first. Locked. */
+void vm_best_growing(Vmalloc_t* vm);
 /* Vmbest's timed upkeep (best.c), which the page layer's locked slow paths
  * call: the step is taken when BEST_TICK_MS have passed since the last.
  * The ms until the next step is due, or -1 when nothing waits for one.
