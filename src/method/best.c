@@ -22,8 +22,9 @@
  * discipline can (mremap for Vmdcsystem).
  *
  * Bounds. Allocation: O(1) for sizes served from a bin, O(log n) amortized
- * otherwise, plus a discipline call when the arena grows. Free: O(1) plus a
- * splay for large neighbours. Overhead: 16 bytes per block; blocks are
+ * otherwise, plus a discipline call when the arena grows, and before it a
+ * purge pass if due (O(tree blocks), amortized: O(1) per KiB freed). Free:
+ * O(1) plus a splay for large neighbours. Overhead: 16 bytes per block; blocks are
  * multiples of 16 bytes, at least 32. vmaddr of an interior address walks its
  * segment (O(blocks in the segment)); vmstat, vmwalk and vmdbcheck walk the
  * whole region.
