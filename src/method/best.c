@@ -479,7 +479,7 @@ static int best_grow(Vmalloc_t* vm, size_t size)
     want = want < BEST_SEGMIN ? BEST_SEGMIN : want > BEST_SEGMAX ? BEST_SEGMAX : want;
     size_t need = size + BEST_HDR;
     Vmseg_t* seg = NULL;
-    vm_best_growing(vm);
+    best_growing(vm, 1);
     if (want > need)
         seg = vm_seg_get_from(vm, best_disc(vm, 0), want);
     if (!seg)
@@ -495,7 +495,7 @@ static int best_grow(Vmalloc_t* vm, size_t size)
 static void* best_huge_alloc(Vmalloc_t* vm, size_t size, size_t align)
 {
     size_t slack = align > VM_ALIGN ? align : 0;
-    vm_best_growing(vm);
+    best_growing(vm, 1);
     Vmseg_t* seg = vm_seg_get_from(vm, best_disc(vm, 1), size + BEST_HDR + slack);
     if (!seg)
         return NULL;
@@ -897,7 +897,7 @@ static void* best_resize(Vmalloc_t* vm, void* p, size_t size, int type)
         if (bsize <= blk_size(b) && blk_size(b) - bsize < vm_round(seg->disc))
             return p; /* not worth a discipline call */
         if (bsize > blk_size(b))
-            vm_best_growing(vm);
+            best_growing(vm, 1);
         if (vm_seg_resize(vm, seg, lead + bsize) == 0) {
             best_set_busy(vm, b, (size_t)(seg->end - (char*)b), HUGE);
             vm_busy_resize(vm, old, blk_usable(b));
